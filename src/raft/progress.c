@@ -1,0 +1,260 @@
+/*-------------------------------------------------------------------------
+ *
+ * progress.c
+ *	  The leader's view of each peer: match and next index, the
+ *	  probe/replicate/snapshot state, and the window of APPENDs in flight.
+ *
+ * Dissertation 3.5 keeps nextIndex and matchIndex per follower.  The state
+ * machine on top is etcd's: a peer in PROBE gets one APPEND at a time until
+ * it answers, then moves to REPLICATE, where up to max_inflight APPENDs
+ * stream without waiting (pipelining, 10.2.2); a refusal drops it back to
+ * PROBE; a peer whose next entry was compacted away is in SNAPSHOT until it
+ * reports the snapshot installed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "raft_int.h"
+#include "config.h"
+
+void
+progress_free_all(raft *r)
+{
+	size_t		i;
+
+	for (i = 0; i < r->n_prs; i++)
+		raft_free(r->prs[i].inflight);
+	raft_free(r->prs);
+	r->prs = NULL;
+	r->n_prs = 0;
+}
+
+raft_progress *
+progress_get(raft *r, raft_id id)
+{
+	size_t		i;
+
+	for (i = 0; i < r->n_prs; i++)
+		if (r->prs[i].id == id)
+			return &r->prs[i];
+	return NULL;
+}
+
+void
+progress_reset(raft *r, raft_progress *pr)
+{
+	pr->match = 0;
+	pr->next = log_last_index(&r->log) + 1;
+	pr->state = RAFT_PROGRESS_PROBE;
+	pr->probe_sent = false;
+	pr->recent_active = false;
+	pr->pending_snapshot = 0;
+	pr->snapshot_ticks = 0;
+	pr->ticks_since_contact = 0;
+	pr->read_ack = 0;
+	pr->in_start = 0;
+	pr->in_count = 0;
+}
+
+/*
+ * Make prs hold one entry per member of the configuration other than this
+ * server, keeping what is known of members that stay.  On RAFT_ENOMEM the
+ * old array is untouched.
+ */
+int
+progress_rebuild(raft *r)
+{
+	raft_progress *nprs;
+	size_t		n = 0;
+	uint32_t	i;
+	size_t		k;
+
+	nprs = raft_calloc(r->config.n ? r->config.n : 1, sizeof(raft_progress));
+	if (nprs == NULL)
+		return RAFT_ENOMEM;
+	for (i = 0; i < r->config.n; i++)
+	{
+		raft_id		id = r->config.servers[i].id;
+		raft_progress *old = progress_get(r, id);
+
+		if (id == r->id)
+			continue;
+		if (old)
+		{
+			nprs[n] = *old;
+			old->inflight = NULL;
+		}
+		else
+		{
+			nprs[n].id = id;
+			nprs[n].in_cap = r->opts.max_inflight;
+			nprs[n].inflight = raft_calloc(nprs[n].in_cap, sizeof(raft_index));
+			if (nprs[n].inflight == NULL)
+			{
+				/* give back what was taken over, free what was made */
+				for (k = 0; k < n; k++)
+				{
+					raft_progress *o = progress_get(r, nprs[k].id);
+
+					if (o)
+						o->inflight = nprs[k].inflight;
+					else
+						raft_free(nprs[k].inflight);
+				}
+				raft_free(nprs);
+				return RAFT_ENOMEM;
+			}
+			progress_reset(r, &nprs[n]);
+		}
+		n++;
+	}
+	progress_free_all(r);
+	r->prs = nprs;
+	r->n_prs = n;
+	return RAFT_OK;
+}
+
+void
+progress_become_probe(raft_progress *pr)
+{
+	/* a peer coming back from SNAPSHOT resumes after the snapshot */
+	if (pr->state == RAFT_PROGRESS_SNAPSHOT)
+		pr->next = RAFT_MAX(pr->match + 1, pr->pending_snapshot + 1);
+	else
+		pr->next = pr->match + 1;
+	pr->state = RAFT_PROGRESS_PROBE;
+	pr->probe_sent = false;
+	pr->pending_snapshot = 0;
+	pr->in_start = 0;
+	pr->in_count = 0;
+}
+
+void
+progress_become_replicate(raft_progress *pr)
+{
+	pr->state = RAFT_PROGRESS_REPLICATE;
+	pr->next = pr->match + 1;
+	pr->probe_sent = false;
+	pr->pending_snapshot = 0;
+	pr->in_start = 0;
+	pr->in_count = 0;
+}
+
+void
+progress_become_snapshot(raft_progress *pr, raft_index index)
+{
+	pr->state = RAFT_PROGRESS_SNAPSHOT;
+	pr->pending_snapshot = index;
+	pr->snapshot_ticks = 0;
+	pr->probe_sent = false;
+	pr->in_start = 0;
+	pr->in_count = 0;
+}
+
+bool
+progress_inflight_full(const raft *r, const raft_progress *pr)
+{
+	(void) r;
+	return pr->in_count >= pr->in_cap;
+}
+
+bool
+progress_is_paused(const raft *r, const raft_progress *pr)
+{
+	switch (pr->state)
+	{
+		case RAFT_PROGRESS_PROBE:
+			return pr->probe_sent;
+		case RAFT_PROGRESS_REPLICATE:
+			return progress_inflight_full(r, pr);
+		case RAFT_PROGRESS_SNAPSHOT:
+			return true;
+	}
+	return true;
+}
+
+/* a successful APPEND_RESP: true when it told us something new */
+bool
+progress_maybe_update(raft_progress *pr, raft_index index)
+{
+	bool		updated = false;
+
+	if (index > pr->match)
+	{
+		pr->match = index;
+		pr->probe_sent = false;
+		updated = true;
+	}
+	pr->next = RAFT_MAX(pr->next, index + 1);
+	return updated;
+}
+
+/*
+ * A refused APPEND (m->index is its prev index).  Returns false for a stale
+ * refusal.  Otherwise lowers next using the follower's hint (the fast
+ * back-off of 5.3 in the Raft paper): skip the whole conflicting term at
+ * once instead of one entry per round trip.
+ */
+bool
+progress_maybe_decr(raft *r, raft_progress *pr, const raft_message *m)
+{
+	raft_index	rejected = m->index;
+	raft_index	next;
+
+	if (pr->state == RAFT_PROGRESS_REPLICATE)
+	{
+		if (rejected <= pr->match)
+			return false;
+		progress_become_probe(pr);
+		return true;
+	}
+	if (pr->next == 0 || rejected != pr->next - 1)
+		return false;
+
+	next = m->hint_index;
+	if (m->hint_term != 0)
+	{
+		/* our last entry of the follower's conflicting term, if any */
+		raft_index	j = RAFT_MIN(rejected, log_last_index(&r->log));
+		raft_term	t;
+
+		while (j > r->log.snap_index &&
+			   log_term(&r->log, j, &t) == RAFT_OK && t > m->hint_term)
+			j--;
+		if (j > r->log.snap_index &&
+			log_term(&r->log, j, &t) == RAFT_OK && t == m->hint_term)
+			next = j + 1;
+	}
+	next = RAFT_MIN(next, rejected);
+	next = RAFT_MAX(next, pr->match + 1);
+	pr->next = RAFT_MAX(next, 1);
+	pr->probe_sent = false;
+	return true;
+}
+
+void
+progress_inflight_add(raft_progress *pr, raft_index last)
+{
+	RAFT_ASSERT(pr->in_count < pr->in_cap);
+	pr->inflight[(pr->in_start + pr->in_count) % pr->in_cap] = last;
+	pr->in_count++;
+}
+
+/* the follower has everything up to index: free the APPENDs that carried it */
+void
+progress_inflight_free_to(raft_progress *pr, raft_index index)
+{
+	while (pr->in_count > 0 && pr->inflight[pr->in_start] <= index)
+	{
+		pr->in_start = (pr->in_start + 1) % pr->in_cap;
+		pr->in_count--;
+	}
+}
+
+void
+progress_inflight_free_first(raft_progress *pr)
+{
+	if (pr->in_count == 0)
+		return;
+	pr->in_start = (pr->in_start + 1) % pr->in_cap;
+	pr->in_count--;
+}

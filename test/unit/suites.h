@@ -1,0 +1,4 @@
+/* every unit test suite; unit_main.c expands SUITE() twice */
+SUITE(suite_codec)
+SUITE(suite_config)
+SUITE(suite_scenarios)
