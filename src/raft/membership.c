@@ -121,10 +121,11 @@ change_allowed(const raft *r)
 {
 	if (r->role != RAFT_LEADER)
 		return RAFT_ENOTLEADER;
-	if (r->transferee != 0 || r->config_index > r->commit)
-		return RAFT_EBUSY;
+	/* first: committing an entry of its term also commits what came before */
 	if (!raft_committed_own_term(r))
 		return RAFT_ENOTREADY;
+	if (r->transferee != 0 || r->config_index > r->commit)
+		return RAFT_EBUSY;
 	return RAFT_OK;
 }
 

@@ -202,7 +202,11 @@ progress_maybe_decr(raft *r, raft_progress *pr, const raft_message *m)
 
 	if (pr->state == RAFT_PROGRESS_REPLICATE)
 	{
-		if (rejected <= pr->match)
+		/*
+		 * A refusal at the match index itself is not stale: it is how a
+		 * follower whose host failed to persist an APPEND says so.
+		 */
+		if (rejected < pr->match)
 			return false;
 		progress_become_probe(pr);
 		return true;
