@@ -63,7 +63,18 @@
  * which is one block as described in config.h and may therefore be moved
  * out of the message and freed on its own with raft_config_free().
  * raft_message_free() releases both and zeroes the struct.  On any error
- * the output struct is left zeroed and nothing is allocated.
+ * the output struct is left zeroed and nothing stays allocated.
+ *
+ * Errors.  Decoding: RAFT_EVERSION for an unknown first byte (of the
+ * message, or of the configuration inside a SNAPSHOT), RAFT_EBADCONFIG
+ * for a configuration that parses but does not validate, RAFT_ENOMEM,
+ * and RAFT_EMALFORMED for everything else, an unknown role included.
+ * Encoding refuses, before writing a byte, what the decoder would refuse:
+ * RAFT_EINVAL for a struct that is wrong (kind, flags, entries on a kind
+ * other than APPEND or not numbered index + 1 + i, NOOP with data),
+ * RAFT_ETOOBIG for a count or length over its limit, RAFT_EBADCONFIG for
+ * an invalid configuration, and RAFT_ETOOBIG with *len set to the size
+ * needed when cap is too small.
  *
  *-------------------------------------------------------------------------
  */

@@ -201,7 +201,7 @@ config_build(const raft_server *servers, uint32_t n, raft_config *dst)
 	if (servers == NULL)
 		return RAFT_EINVAL;
 
-	/* cannot wrap: n < 2^32 and sizeof(raft_server) is small */
+	/* wraps only where size_t is 32 bits */
 	total = (size_t) n * sizeof(raft_server);
 	if (total / sizeof(raft_server) != n)
 		return RAFT_ETOOBIG;

@@ -519,8 +519,11 @@ test_add(void)
 	CHECK_EQ(one.n, RAFT_MAX_SERVERS);
 	raft_config_free(&one);
 
-	/* an invalid source */
+	/* an invalid source, however the new server compares with it */
 	fixture_make(3)->servers[1].id = 1;
+	CHECK_EQ(raft_config_add(&fx.c, 1000, RAFT_LEARNER, "d", "", &dst),
+			 RAFT_EBADCONFIG);
+	fixture_make(3)->servers[1].name = NULL;
 	CHECK_EQ(raft_config_add(&fx.c, 1000, RAFT_LEARNER, "d", "", &dst),
 			 RAFT_EBADCONFIG);
 	check_dst_untouched(&dst);
@@ -560,6 +563,10 @@ test_remove(void)
 
 	poison(&dst);
 	fixture_make(3)->servers[1].name = NULL;
+	CHECK_EQ(raft_config_remove(&fx.c, 1, &dst), RAFT_EBADCONFIG);
+	/* even when the change would drop the very server that is wrong */
+	CHECK_EQ(raft_config_remove(&fx.c, 2, &dst), RAFT_EBADCONFIG);
+	fixture_make(3)->servers[2].id = 1;
 	CHECK_EQ(raft_config_remove(&fx.c, 1, &dst), RAFT_EBADCONFIG);
 	CHECK_EQ(raft_config_remove(NULL, 1, &dst), RAFT_EINVAL);
 	check_dst_untouched(&dst);
