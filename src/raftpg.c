@@ -1,0 +1,225 @@
+/*-------------------------------------------------------------------------
+ *
+ * raftpg.c
+ *	  Module entry point: configuration, shared memory and the registration
+ *	  of the node worker.
+ *
+ * raftpg only works when it is loaded into the postmaster through
+ * shared_preload_libraries: the node worker must be registered before the
+ * postmaster starts, and the shared state it publishes must be allocated
+ * with the rest of shared memory.  _PG_init() therefore does its real work
+ * only while process_shared_preload_libraries_in_progress is true.  When the
+ * library is loaded later into a single backend (by CREATE EXTENSION, or
+ * LOAD), _PG_init() does nothing at all -- not even define the GUCs, since
+ * PostgreSQL forbids creating PGC_POSTMASTER parameters after startup --
+ * and every SQL-callable function then refuses to run with the error of
+ * RaftpgCheckPreloaded(), and so does the extension's install script.
+ * _PG_init() itself never raises an error: that would abort the load of the
+ * library in whatever context happened to load it.
+ *
+ * Shared memory follows PostgreSQL 15's protocol: the size is requested in
+ * shmem_request_hook, and the struct is created or attached in
+ * shmem_startup_hook under AddinShmemInitLock.  Its LWLock lives inside it,
+ * in a tranche named "raftpg".
+ *
+ * src/raftpg.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "raftpg.h"
+
+PG_MODULE_MAGIC;
+
+/* Seconds the postmaster waits before restarting a node worker that died. */
+#define RAFTPG_WORKER_RESTART_SECS	5
+
+/* GUC variables */
+char	   *raftpg_node_name = NULL;
+char	   *raftpg_database = NULL;
+
+/* The shared state; NULL unless loaded via shared_preload_libraries. */
+RaftpgShared *RaftpgShmem = NULL;
+
+/* True when _PG_init() ran while the postmaster preloaded libraries. */
+static bool rp_preloaded = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static bool rp_check_node_name(char **newval, void **extra, GucSource source);
+static void rp_shmem_request(void);
+static void rp_shmem_startup(void);
+static void rp_register_node_worker(void);
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	rp_preloaded = true;
+
+	DefineCustomStringVariable("raftpg.node_name",
+							   "This server's name in the raftpg cluster.",
+							   "Every server of a cluster needs a distinct "
+							   "name.  Empty means not configured.",
+							   &raftpg_node_name,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   rp_check_node_name, NULL, NULL);
+
+	DefineCustomStringVariable("raftpg.database",
+							   "Database the raftpg node worker connects to.",
+							   "raftpg keeps its log and its replicated "
+							   "tables in this database.",
+							   &raftpg_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("raftpg");
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = rp_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = rp_shmem_startup;
+
+	rp_register_node_worker();
+}
+
+/*
+ * Node names end up in fixed-size shared-memory slots, log lines, hints and
+ * (later) other servers' configuration, so keep them short and plain.
+ */
+static bool
+rp_check_node_name(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (strlen(*newval) >= RAFTPG_NAME_LEN)
+	{
+		GUC_check_errdetail("A node name must be shorter than %d bytes.",
+							RAFTPG_NAME_LEN);
+		return false;
+	}
+
+	for (p = *newval; *p != '\0'; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ||
+			  *p == '.'))
+		{
+			GUC_check_errdetail("A node name may contain only ASCII letters, "
+								"digits, \"_\", \"-\" and \".\".");
+			return false;
+		}
+	}
+
+	return true;
+}
+
+Size
+RaftpgShmemSize(void)
+{
+	return MAXALIGN(sizeof(RaftpgShared));
+}
+
+static void
+rp_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	RequestAddinShmemSpace(RaftpgShmemSize());
+}
+
+static void
+rp_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+
+	RaftpgShmem = ShmemInitStruct("raftpg", RaftpgShmemSize(), &found);
+	if (!found)
+	{
+		/* zero is the "unconfigured" state of every field */
+		memset(RaftpgShmem, 0, RaftpgShmemSize());
+		LWLockInitialize(&RaftpgShmem->lock, LWLockNewTrancheId());
+		RaftpgShmem->status.role = RAFTPG_ROLE_UNCONFIGURED;
+	}
+
+	LWLockRelease(AddinShmemInitLock);
+
+	/* every process that sees the lock must know the tranche's name */
+	LWLockRegisterTranche(RaftpgShmem->lock.tranche, "raftpg");
+}
+
+static void
+rp_register_node_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* the worker will write its log, so not before recovery is over */
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = RAFTPG_WORKER_RESTART_SECS;
+	strlcpy(worker.bgw_library_name, "raftpg", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "RaftpgNodeMain", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "raftpg node worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "raftpg node", BGW_MAXLEN);
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Error out unless raftpg was loaded via shared_preload_libraries in this
+ * server.  Every SQL-callable function calls this first.
+ */
+void
+RaftpgCheckPreloaded(void)
+{
+	if (!rp_preloaded || RaftpgShmem == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("raftpg must be loaded via shared_preload_libraries"),
+				 errhint("Add raftpg to shared_preload_libraries in "
+						 "postgresql.conf and restart the server.")));
+}
+
+const char *
+RaftpgRoleName(RaftpgRole role)
+{
+	switch (role)
+	{
+		case RAFTPG_ROLE_UNCONFIGURED:
+			return "unconfigured";
+		case RAFTPG_ROLE_FOLLOWER:
+			return "follower";
+		case RAFTPG_ROLE_CANDIDATE:
+			return "candidate";
+		case RAFTPG_ROLE_LEADER:
+			return "leader";
+	}
+
+	elog(ERROR, "unrecognized raftpg role: %d", (int) role);
+	return NULL;				/* keep compiler quiet */
+}
