@@ -39,7 +39,7 @@ REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
 # switches to the postgres user first when that is root.
 NO_INSTALLCHECK = 1
 
-PG_CPPFLAGS = -I$(libpq_srcdir)
+PG_CPPFLAGS = -I$(libpq_srcdir) -Isrc/raft
 SHLIB_LINK_INTERNAL = $(libpq)
 
 # -Wextra on top of PostgreSQL's own warnings, minus one of its parts:

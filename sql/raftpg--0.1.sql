@@ -43,3 +43,139 @@ COMMENT ON FUNCTION raftpg.status() IS
 	'role, term, leader and log positions of this raftpg node';
 
 GRANT EXECUTE ON FUNCTION raftpg.status() TO PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- The Raft log and hard state.  Only the node worker writes them, through
+-- the table and index access methods, one transaction per batch: the
+-- entries and the row that says where the log ends move together.
+-- ---------------------------------------------------------------------
+CREATE TABLE raftpg.log (
+	index bigint PRIMARY KEY,
+	term bigint NOT NULL,
+	kind smallint NOT NULL,		-- 1 normal, 2 no-op, 3 configuration
+	payload bytea NOT NULL
+);
+COMMENT ON TABLE raftpg.log IS 'raftpg: the Raft log of this node';
+
+CREATE TABLE raftpg.state (
+	node_id bigint NOT NULL,		-- this node's id, 0 before it joins
+	cluster_id bigint NOT NULL,		-- the cluster's random id, 0 before
+	current_term bigint NOT NULL,
+	voted_for bigint NOT NULL,
+	last_log_index bigint NOT NULL,
+	last_log_term bigint NOT NULL,
+	commit_index bigint NOT NULL,
+	snapshot_index bigint NOT NULL,
+	snapshot_term bigint NOT NULL,
+	snapshot_config bytea,
+	config_index bigint NOT NULL,
+	config bytea
+);
+COMMENT ON TABLE raftpg.state IS
+	'raftpg: the hard state of this node (one row, written with the log)';
+INSERT INTO raftpg.state VALUES (0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0, NULL);
+
+-- ---------------------------------------------------------------------
+-- Forming and changing the cluster (superusers only)
+-- ---------------------------------------------------------------------
+CREATE FUNCTION raftpg.create_cluster(conninfo text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'raftpg_create_cluster'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.create_cluster(text) FROM PUBLIC;
+COMMENT ON FUNCTION raftpg.create_cluster(text) IS
+	'make this server a one-node cluster; conninfo is how the others reach it';
+
+CREATE FUNCTION raftpg.add_node(node_name text, conninfo text,
+								voter boolean DEFAULT true)
+RETURNS void
+AS 'MODULE_PATHNAME', 'raftpg_add_node'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.add_node(text, text, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION raftpg.add_node(text, text, boolean) IS
+	'on the leader: add a server (as a learner, promoted once caught up)';
+
+CREATE FUNCTION raftpg.remove_node(node_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'raftpg_remove_node'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.remove_node(text) FROM PUBLIC;
+
+CREATE FUNCTION raftpg.transfer_leadership(node_name text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'raftpg_transfer_leadership'
+LANGUAGE C VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.transfer_leadership(text) FROM PUBLIC;
+
+-- called by a leader's add_node() on the server being added
+CREATE FUNCTION raftpg.prepare_join(cluster_id bigint, node_id bigint,
+									node_name text, members bytea)
+RETURNS void
+AS 'MODULE_PATHNAME', 'raftpg_prepare_join'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.prepare_join(bigint, bigint, text, bytea) FROM PUBLIC;
+
+-- how peers hand messages to this node: superusers, or roles granted
+-- EXECUTE on it (see README.md)
+CREATE FUNCTION raftpg.deliver(cluster_id bigint, messages bytea)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'raftpg_deliver'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.deliver(bigint, bytea) FROM PUBLIC;
+
+-- append an opaque entry to the log and wait until it is committed
+CREATE FUNCTION raftpg.propose(payload bytea)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'raftpg_propose'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.propose(bytea) FROM PUBLIC;
+
+-- make the node worker's next persistence fail at a step (tests)
+CREATE FUNCTION raftpg.inject_fault(point text, times integer DEFAULT 1)
+RETURNS void
+AS 'MODULE_PATHNAME', 'raftpg_inject_fault'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.inject_fault(text, integer) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------
+-- Observing
+-- ---------------------------------------------------------------------
+CREATE FUNCTION raftpg.nodes(
+	OUT node_name text,
+	OUT node_id bigint,
+	OUT conninfo text,
+	OUT membership text,
+	OUT is_leader boolean,
+	OUT is_self boolean,
+	OUT reachable boolean,
+	OUT match_index bigint,
+	OUT lag bigint,
+	OUT last_contact timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'raftpg_nodes'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW raftpg.nodes AS SELECT * FROM raftpg.nodes();
+COMMENT ON VIEW raftpg.nodes IS
+	'every member of the cluster; match_index, lag and last_contact are known on the leader';
+
+CREATE FUNCTION raftpg.stats(
+	OUT elections bigint,
+	OUT leader_changes bigint,
+	OUT messages_in bigint,
+	OUT messages_out bigint,
+	OUT bytes_in bigint,
+	OUT bytes_out bigint,
+	OUT messages_dropped bigint,
+	OUT messages_malformed bigint,
+	OUT entries_refused bigint,
+	OUT appends bigint,
+	OUT entries_appended bigint,
+	OUT persist_failures bigint,
+	OUT append_rejects_received bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'raftpg_stats'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW raftpg.stats AS SELECT * FROM raftpg.stats();
+COMMENT ON VIEW raftpg.stats IS 'raftpg counters since the server started';

@@ -1,25 +1,39 @@
 /*-------------------------------------------------------------------------
  *
  * node.c
- *	  The raftpg node worker: the one process per server that will run the
- *	  Raft node.
+ *	  The raftpg node worker: the one process per server that runs the Raft
+ *	  node.
  *
  * The postmaster starts this background worker because raftpg registered
  * it from shared_preload_libraries, and restarts it a few seconds after it
- * dies.  The worker connects to the database named by raftpg.database,
- * publishes its pid and latch in shared memory, and then runs a single
- * event loop.  Everything the node does will happen in that loop, one step
- * at a time between waits: ticking the consensus core, persisting what it
- * hands back (one transaction per batch), sending messages to peers and
- * handing committed entries to the apply side.  Later issues add those
- * steps; for now the worker only waits on its latch until it is configured,
- * answering configuration reloads and shutdown requests.
+ * dies.  It connects to raftpg.database, publishes its pid and latch, and
+ * runs one event loop.  Until this server is a member of a cluster (the
+ * state row of raftpg.state names a node id, written by create_cluster()
+ * or by a leader's add_node()), the loop only looks for that every quarter
+ * second.  Then it loads the log and hard state from the tables, creates
+ * the consensus core from them, and each pass of the loop:
  *
- * The shape is that of PostgreSQL's own workers (worker_spi, autoprewarm,
- * the logical replication launcher): signal handlers installed before the
- * signals are unblocked, WaitLatch() with WL_EXIT_ON_PM_DEATH so that the
- * worker never outlives its postmaster, ResetLatch() before looking for
- * work, and CHECK_FOR_INTERRUPTS() to act on SIGTERM at a safe point.
+ *	  1. waits on its latch, the peer sockets and the next tick;
+ *	  2. feeds the core every message peers delivered to the inbox;
+ *	  3. carries out what backends asked for (proposals, membership
+ *		 changes, transfers) and answers them;
+ *	  4. ticks the core as many times as the clock says;
+ *	  5. drains the core's ready batches: sends their messages first (the
+ *		 leader's disk write overlaps replication), persists their entries
+ *		 and hard state in one transaction (storage.c), and only after the
+ *		 commit returned tells the core -- or, if the transaction failed,
+ *		 tells the core that, so that it returns to the durable state;
+ *	  6. publishes what the durable state and the core now say to shared
+ *		 memory, and wakes the backends waiting on it.
+ *
+ * Crash safety needs nothing more: everything the core believes is rebuilt
+ * from the tables when the worker starts, and the tables only ever hold
+ * whole batches.
+ *
+ * The shape is that of PostgreSQL's own workers: signal handlers before
+ * BackgroundWorkerUnblockSignals(), WL_EXIT_ON_PM_DEATH, ResetLatch()
+ * before looking for work, CHECK_FOR_INTERRUPTS() at a safe point, a
+ * memory context reset on every pass.
  *
  * src/node.c
  *
@@ -27,6 +41,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -36,18 +51,43 @@
 #include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "raftpg.h"
+#include "mailbox.h"
+#include "storage.h"
+#include "transport.h"
 
-/*
- * How long the loop sleeps when nothing wakes it.  With no consensus node
- * yet there is nothing to do on a timeout; the tick interval will take this
- * place.
- */
-#define RAFTPG_IDLE_WAIT_MS		10000
+/* while not a member, look for membership this often */
+#define RAFTPG_UNCONFIGURED_POLL_MS 250
+/* at most this many ticks are caught up after a long pause */
+#define RAFTPG_MAX_CATCHUP_TICKS	20
+
+static raft *core = NULL;
+static RaftpgStateRow state;	/* raftpg.state as last committed */
+static MemoryContext loop_cxt = NULL;
+static StringInfoData drain_buf;
+static TimestampTz next_tick = 0;
+static RaftpgStats stats;
+
+/* what was last published, to log changes */
+static raft_role last_role = 0;
+static uint64 last_term = 0;
+static uint64 last_leader = 0;
+static uint64 last_config_index = 0;
 
 static void node_attach_shmem(void);
 static void node_detach_shmem(int code, Datum arg);
+static void node_try_load(void);
+static void node_wait(void);
+static void node_receive(void);
+static void node_requests(void);
+static void node_tick(void);
+static void node_process_ready(void);
+static void node_publish(void);
+static void node_refuse_requests(void);
 
 void
 RaftpgNodeMain(Datum main_arg)
@@ -60,25 +100,57 @@ RaftpgNodeMain(Datum main_arg)
 
 	node_attach_shmem();
 
+	/*
+	 * The log must be on disk before anything depends on it, whatever the
+	 * server's default is.
+	 */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
+	RaftpgUseCoreAllocator();
+	TransportInit();
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "raftpg node loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&drain_buf);
+		MemoryContextSwitchTo(old);
+	}
+
 	ereport(LOG,
 			(errmsg("raftpg node worker started for node \"%s\" in database \"%s\"",
 					raftpg_node_name, raftpg_database)));
 
 	for (;;)
 	{
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 RAFTPG_IDLE_WAIT_MS,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+
+		if (core == NULL)
+			node_try_load();
+
+		node_wait();
 
 		CHECK_FOR_INTERRUPTS();
-
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+
+		if (core == NULL)
+		{
+			node_refuse_requests();
+			continue;
+		}
+
+		TransportPoll();
+		node_receive();
+		node_requests();
+		node_tick();
+		node_process_ready();
+		TransportFlush((uint64) state.cluster_id);
+		node_publish();
 	}
 }
 
@@ -113,16 +185,614 @@ node_attach_shmem(void)
 
 /*
  * before_shmem_exit callback: withdraw this process from shared memory, so
- * that nobody reports or signals a worker that is gone.
+ * that nobody reports or signals a worker that is gone, and wake backends
+ * waiting for it.
  */
 static void
 node_detach_shmem(int code, Datum arg)
 {
+	TransportShutdown();
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	if (RaftpgShmem->worker_pid == MyProcPid)
 	{
 		RaftpgShmem->worker_pid = 0;
 		RaftpgShmem->worker_latch = NULL;
+		/* what is not durable is unknown now; status() must not claim it */
+		RaftpgShmem->status.role = RaftpgShmem->status.node_id ?
+			RAFTPG_ROLE_FOLLOWER : RAFTPG_ROLE_UNCONFIGURED;
+		RaftpgShmem->status.leader_id = 0;
+		RaftpgShmem->status.leader_name[0] = '\0';
 	}
 	LWLockRelease(&RaftpgShmem->lock);
+	ConditionVariableBroadcast(&RaftpgShmem->cv);
+}
+
+/* ----------
+ * Loading
+ * ----------
+ */
+
+static void
+node_options(raft_options *o, uint64 id)
+{
+	raft_options_init(o, id);
+	o->heartbeat_ticks = 1;
+	o->election_ticks = Max(2, raftpg_election_timeout / raftpg_heartbeat_interval);
+	o->pre_vote = true;
+	o->check_quorum = true;
+	o->max_msg_entries = 4096;
+	o->max_msg_bytes = 4 * 1024 * 1024;
+	o->max_inflight = 256;
+	o->seed = id ^ ((uint64) MyProcPid << 20) ^ (uint64) GetCurrentTimestamp();
+}
+
+/*
+ * If this server is a member, build the core from the tables.  Runs in a
+ * transaction of its own; an error (a log that disagrees with its state
+ * row) ends the worker with that error in the server log.
+ */
+static void
+node_try_load(void)
+{
+	raft_entry *entries = NULL;
+	size_t		n = 0;
+	raft_options opts;
+	raft_restore rs;
+	int			rc;
+	bool		member = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "raftpg: loading the log");
+	if (StorageResolve())
+	{
+		StorageReadState(&state);
+		if (state.node_id != 0)
+		{
+			StorageLoadLog(&state, &entries, &n);
+			member = true;
+		}
+	}
+
+	if (member)
+	{
+		node_options(&opts, (uint64) state.node_id);
+		memset(&rs, 0, sizeof(rs));
+		rs.hard_state = state.hs;
+		rs.snapshot_index = (raft_index) state.snapshot_index;
+		rs.snapshot_term = (raft_term) state.snapshot_term;
+		rs.snapshot_config = state.snapshot_config;
+		rs.entries = entries;
+		rs.n_entries = n;
+		rs.applied = (raft_index) state.snapshot_index;
+		rc = raft_create(&opts, &rs, &core);
+		if (rc != RAFT_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raftpg cannot start its consensus node: %s",
+							raft_strerror(rc))));
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (!member)
+		return;
+
+	ereport(LOG,
+			(errmsg("raftpg node \"%s\" (id " INT64_FORMAT ") loaded its log: term " UINT64_FORMAT ", last index " INT64_FORMAT ", commit " UINT64_FORMAT,
+					raftpg_node_name, state.node_id, (uint64) state.hs.term,
+					state.last_log_index, (uint64) state.hs.commit)));
+	/* a node that just joined answers the members it was told of */
+	TransportSetPeers(raft_get_config(core)->n > 0 ? raft_get_config(core) :
+					  &state.contacts, (uint64) state.node_id);
+	{
+		raft_status st;
+
+		raft_get_status(core, &st);
+		last_config_index = st.config_index;
+	}
+	next_tick = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											raftpg_heartbeat_interval);
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	RaftpgShmem->cluster_id = (uint64) state.cluster_id;
+	RaftpgShmem->status.node_id = (uint64) state.node_id;
+	LWLockRelease(&RaftpgShmem->lock);
+
+	/* alone in the configuration: no reason to wait for a timeout */
+	{
+		const raft_config *c = raft_get_config(core);
+
+		if (c->n == 1 && c->servers[0].id == (uint64) state.node_id &&
+			c->servers[0].role == RAFT_VOTER)
+			(void) raft_campaign(core);
+	}
+	node_publish();
+}
+
+/* ----------
+ * Waiting
+ * ----------
+ */
+static void
+node_wait(void)
+{
+	WaitEventSet *set;
+	WaitEvent	events[RAFT_MAX_SERVERS + 2];
+	long		timeout;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz reconnect;
+	int			npeers = 0;
+
+	if (core == NULL)
+		timeout = RAFTPG_UNCONFIGURED_POLL_MS;
+	else
+		timeout = Max(0, (long) ((next_tick - now) / 1000));
+
+	(void) TransportPeers(&npeers);
+	set = CreateWaitEventSet(loop_cxt, npeers + 2);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	reconnect = TransportAddEvents(set);
+	if (reconnect != 0)
+		timeout = Min(timeout, Max(0, (long) ((reconnect - now) / 1000)));
+
+	(void) WaitEventSetWait(set, timeout, events, lengthof(events),
+							PG_WAIT_EXTENSION);
+	FreeWaitEventSet(set);
+	ResetLatch(MyLatch);
+}
+
+/* ----------
+ * Input
+ * ----------
+ */
+static void
+node_receive(void)
+{
+	int			cursor = 0;
+	const char *rec;
+	uint32		len;
+
+	resetStringInfo(&drain_buf);
+	if (MailboxDrain(RaftpgInbox, &drain_buf) == 0)
+		return;
+
+	while (MailboxNext(&drain_buf, &cursor, &rec, &len))
+	{
+		uint32		off = 0;
+
+		/* one deliver() call: length-prefixed messages */
+		while (off + sizeof(uint32) <= len)
+		{
+			uint32		mlen;
+			raft_message m;
+			int			rc;
+
+			memcpy(&mlen, rec + off, sizeof(uint32));
+			off += sizeof(uint32);
+			if (mlen > len - off)
+			{
+				stats.messages_malformed++;
+				ereport(LOG,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("raftpg: dropped a truncated message batch")));
+				break;
+			}
+			rc = raft_decode_message((const uint8_t *) rec + off, mlen, &m);
+			off += mlen;
+			stats.messages_in++;
+			stats.bytes_in += mlen;
+			if (rc != RAFT_OK)
+			{
+				stats.messages_malformed++;
+				ereport(LOG,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("raftpg: dropped a malformed message: %s",
+								raft_strerror(rc))));
+				continue;
+			}
+			if (m.type == RAFT_MSG_APPEND_RESP && m.reject)
+				stats.append_rejects_received++;
+			rc = raft_step(core, &m);
+			if (rc == RAFT_EMALFORMED || rc == RAFT_EBADCONFIG)
+			{
+				stats.entries_refused++;
+				ereport(LOG,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("raftpg: refused log entries from node " UINT64_FORMAT " after index " UINT64_FORMAT ": %s",
+								(uint64) m.from, (uint64) m.index,
+								raft_strerror(rc)),
+						 errdetail("Nothing was stored; the sender was told the append failed.")));
+			}
+			raft_message_free(&m);
+		}
+	}
+}
+
+static void
+reply(const RaftpgRequest *req, int rc, uint64 index, uint64 term)
+{
+	RaftpgReply *r;
+
+	if (req->procno < 0 || req->procno >= RaftpgShmem->n_replies)
+		return;
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	r = &RaftpgShmem->replies[req->procno];
+	r->rc = rc;
+	r->index = index;
+	r->term = term;
+	r->seq = req->seq;
+	LWLockRelease(&RaftpgShmem->lock);
+}
+
+static void
+node_requests(void)
+{
+	int			cursor = 0;
+	const char *rec;
+	uint32		len;
+	bool		any = false;
+
+	resetStringInfo(&drain_buf);
+	if (MailboxDrain(RaftpgRequests, &drain_buf) == 0)
+		return;
+
+	while (MailboxNext(&drain_buf, &cursor, &rec, &len))
+	{
+		RaftpgRequest req;
+		raft_index	index = 0;
+		raft_status st;
+		int			rc;
+
+		if (len < sizeof(RaftpgRequest))
+			continue;
+		memcpy(&req, rec, sizeof(RaftpgRequest));
+		req.name[RAFTPG_NAME_LEN - 1] = '\0';
+		req.conninfo[RAFTPG_CONNINFO_LEN - 1] = '\0';
+		switch (req.kind)
+		{
+			case RAFTPG_REQ_PROPOSE:
+				{
+					raft_buf	b;
+
+					b.base = rec + sizeof(RaftpgRequest);
+					b.len = len - sizeof(RaftpgRequest);
+					rc = raft_propose(core, &b, 1, &index);
+					break;
+				}
+			case RAFTPG_REQ_ADD:
+				rc = raft_add_server(core, req.id, req.name, req.conninfo, &index);
+				break;
+			case RAFTPG_REQ_PROMOTE:
+				rc = raft_promote(core, req.id, &index);
+				break;
+			case RAFTPG_REQ_REMOVE:
+				rc = raft_remove_server(core, req.id, &index);
+				break;
+			case RAFTPG_REQ_TRANSFER:
+				rc = raft_transfer_leadership(core, req.id);
+				break;
+			default:
+				rc = RAFT_EINVAL;
+				break;
+		}
+		raft_get_status(core, &st);
+		reply(&req, rc, index, st.term);
+		any = true;
+	}
+	if (any)
+		ConditionVariableBroadcast(&RaftpgShmem->cv);
+}
+
+/* not a member: answer every request with "not the leader" */
+static void
+node_refuse_requests(void)
+{
+	int			cursor = 0;
+	const char *rec;
+	uint32		len;
+
+	resetStringInfo(&drain_buf);
+	if (MailboxDrain(RaftpgRequests, &drain_buf) > 0)
+	{
+		while (MailboxNext(&drain_buf, &cursor, &rec, &len))
+		{
+			RaftpgRequest req;
+
+			if (len < sizeof(RaftpgRequest))
+				continue;
+			memcpy(&req, rec, sizeof(RaftpgRequest));
+			reply(&req, RAFT_ENOTLEADER, 0, 0);
+		}
+		ConditionVariableBroadcast(&RaftpgShmem->cv);
+	}
+	/* and drop what peers sent: there is no node to give it to */
+	resetStringInfo(&drain_buf);
+	(void) MailboxDrain(RaftpgInbox, &drain_buf);
+}
+
+static void
+node_tick(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			n = 0;
+
+	while (now >= next_tick && n < RAFTPG_MAX_CATCHUP_TICKS)
+	{
+		raft_tick(core);
+		next_tick = TimestampTzPlusMilliseconds(next_tick, raftpg_heartbeat_interval);
+		n++;
+	}
+	if (now >= next_tick)
+		next_tick = TimestampTzPlusMilliseconds(now, raftpg_heartbeat_interval);
+}
+
+/* ----------
+ * Output
+ * ----------
+ */
+static void
+send_messages(const raft_ready *rd)
+{
+	size_t		i;
+
+	for (i = 0; i < rd->n_messages; i++)
+	{
+		const raft_message *m = &rd->messages[i];
+		TransportPeer *p = TransportGetPeer(m->to);
+		size_t		size;
+		size_t		len;
+		uint8	   *buf;
+
+		if (p == NULL || p->state != PEER_READY)
+		{
+			stats.messages_dropped++;
+			continue;
+		}
+		size = raft_message_encoded_size(m);
+		buf = palloc(size);
+		if (raft_encode_message(m, buf, size, &len) != RAFT_OK)
+		{
+			elog(LOG, "raftpg: could not encode a %s message",
+				 raft_msg_type_name(m->type));
+			pfree(buf);
+			continue;
+		}
+		TransportQueue(p, buf, len);
+		stats.messages_out++;
+		stats.bytes_out += len;
+		pfree(buf);
+	}
+}
+
+/*
+ * Persist one ready batch in one transaction.  Returns whether it
+ * committed; on failure the transaction was rolled back and the error
+ * logged, and nothing in memory has moved.
+ */
+static bool
+persist_ready(const raft_ready *rd)
+{
+	raft_status after;
+	RaftpgStateRow st_new;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	if (!rd->hard_state_changed && rd->n_entries == 0 && rd->truncate_from == 0)
+		return true;
+	raft_get_status(core, &after);
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "raftpg: appending to the log");
+		StoragePersist(rd, &state, &after, raft_get_config(core), &st_new);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("raftpg: could not persist the log, nothing was stored: %s",
+						edata->message)));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (ok)
+	{
+		state = st_new;
+		stats.appends++;
+		stats.entries_appended += rd->n_entries;
+	}
+	else
+		stats.persist_failures++;
+	return ok;
+}
+
+static void
+node_process_ready(void)
+{
+	while (raft_has_ready(core))
+	{
+		raft_ready	rd;
+		int			rc;
+		bool		ok;
+
+		rc = raft_get_ready(core, &rd);
+		if (rc != RAFT_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("raftpg: %s", raft_strerror(rc))));
+
+		/* replicate first: the leader's own write overlaps the followers' */
+		send_messages(&rd);
+		TransportFlush((uint64) state.cluster_id);
+
+		ok = persist_ready(&rd);
+
+		/*
+		 * Committed entries are already durable here.  Applying them to
+		 * tables is the apply side's job; for now the node records how far
+		 * it has handed them out.
+		 */
+		if (rd.snapshot_pending)
+			ereport(LOG,
+					(errmsg("raftpg: node " UINT64_FORMAT " offered a snapshot at index " UINT64_FORMAT ", which this version cannot install yet",
+							(uint64) rd.snapshot.from, (uint64) rd.snapshot.index)));
+
+		if (ok)
+			raft_advance(core);
+		else
+			raft_persist_failed(core);
+
+		if (rd.snapshot_pending)
+			(void) raft_snapshot_done(core, false, 0, 0, NULL);
+	}
+}
+
+/* ----------
+ * Publishing
+ * ----------
+ */
+static RaftpgRole
+map_role(raft_role r)
+{
+	switch (r)
+	{
+		case RAFT_LEADER:
+			return RAFTPG_ROLE_LEADER;
+		case RAFT_CANDIDATE:
+		case RAFT_PRECANDIDATE:
+			return RAFTPG_ROLE_CANDIDATE;
+		case RAFT_FOLLOWER:
+			return RAFTPG_ROLE_FOLLOWER;
+	}
+	return RAFTPG_ROLE_FOLLOWER;
+}
+
+static void
+log_changes(const raft_status *st, const raft_config *c)
+{
+	if (st->role != last_role || st->term != last_term)
+	{
+		if (st->role == RAFT_CANDIDATE && (last_role != RAFT_CANDIDATE || st->term != last_term))
+			stats.elections++;
+		if (st->role != last_role)
+			ereport(LOG,
+					(errmsg("raftpg: node \"%s\" is now %s in term " UINT64_FORMAT,
+							raftpg_node_name, raft_role_name(st->role),
+							(uint64) st->term)));
+	}
+	if (st->leader != last_leader && st->leader != 0)
+	{
+		const raft_server *s = raft_config_get(c, st->leader);
+
+		stats.leader_changes++;
+		ereport(LOG,
+				(errmsg("raftpg: node \"%s\" follows leader \"%s\" in term " UINT64_FORMAT,
+						raftpg_node_name, s ? s->name : "?", (uint64) st->term)));
+	}
+	if (st->config_index != last_config_index)
+	{
+		StringInfoData buf;
+		uint32		i;
+
+		initStringInfo(&buf);
+		for (i = 0; i < c->n; i++)
+			appendStringInfo(&buf, "%s%s%s", i ? ", " : "", c->servers[i].name,
+							 c->servers[i].role == RAFT_LEARNER ? " (learner)" : "");
+		ereport(LOG,
+				(errmsg("raftpg: configuration at index " UINT64_FORMAT ": %s",
+						(uint64) st->config_index, buf.data)));
+		if (c->n > 0)
+			TransportSetPeers(c, (uint64) state.node_id);
+		pfree(buf.data);
+	}
+	last_role = st->role;
+	last_term = st->term;
+	last_leader = st->leader;
+	last_config_index = st->config_index;
+}
+
+static void
+node_publish(void)
+{
+	raft_status st;
+	const raft_config *c = raft_get_config(core);
+	RaftpgNodeStatus ns;
+	const raft_server *leader;
+	TimestampTz now = GetCurrentTimestamp();
+	uint32		i;
+	bool		wake;
+
+	raft_get_status(core, &st);
+	log_changes(&st, c);
+
+	memset(&ns, 0, sizeof(ns));
+	ns.role = map_role(st.role);
+	ns.voter = st.voter;
+	ns.node_id = (uint64) state.node_id;
+	ns.term = st.term;
+	ns.leader_id = st.leader;
+	leader = st.leader ? raft_config_get(c, st.leader) : NULL;
+	if (leader)
+		strlcpy(ns.leader_name, leader->name, sizeof(ns.leader_name));
+	/* the log as the tables hold it, never what is not durable */
+	ns.last_log_index = (uint64) state.last_log_index;
+	ns.last_log_term = (uint64) state.last_log_term;
+	ns.commit_index = st.commit;
+	ns.applied_index = st.applied;
+	ns.config_index = st.config_index;
+	ns.transferring = st.transferee != 0;
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	wake = RaftpgShmem->status.commit_index != ns.commit_index ||
+		RaftpgShmem->status.term != ns.term ||
+		RaftpgShmem->status.role != ns.role ||
+		RaftpgShmem->status.leader_id != ns.leader_id ||
+		RaftpgShmem->status.config_index != ns.config_index;
+	RaftpgShmem->status = ns;
+	RaftpgShmem->stats = stats;
+	RaftpgShmem->stats.messages_dropped += RaftpgInbox->dropped;
+	RaftpgShmem->n_members = (int) c->n;
+	for (i = 0; i < c->n; i++)
+	{
+		const raft_server *s = &c->servers[i];
+		RaftpgMember *mb = &RaftpgShmem->members[i];
+		raft_progress_info pi;
+		TransportPeer *p = TransportGetPeer(s->id);
+
+		mb->id = s->id;
+		mb->voter = s->role == RAFT_VOTER;
+		strlcpy(mb->name, s->name, sizeof(mb->name));
+		strlcpy(mb->conninfo, s->address, sizeof(mb->conninfo));
+		mb->reachable = (s->id == (uint64) state.node_id) ||
+			(p != NULL && p->state == PEER_READY);
+		mb->progress_known = raft_get_progress(core, s->id, &pi) == RAFT_OK;
+		if (mb->progress_known)
+		{
+			mb->match_index = pi.match;
+			mb->last_contact = now - (TimestampTz) pi.ticks_since_contact *
+				raftpg_heartbeat_interval * 1000;
+		}
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	if (wake)
+		ConditionVariableBroadcast(&RaftpgShmem->cv);
 }

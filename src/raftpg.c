@@ -34,8 +34,10 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "raftpg.h"
+#include "mailbox.h"
 
 PG_MODULE_MAGIC;
 
@@ -45,9 +47,18 @@ PG_MODULE_MAGIC;
 /* GUC variables */
 char	   *raftpg_node_name = NULL;
 char	   *raftpg_database = NULL;
+int			raftpg_heartbeat_interval = 100;
+int			raftpg_election_timeout = 1000;
+int			raftpg_commit_timeout = 30000;
+static int	raftpg_inbox_size = 16384;	/* kB */
 
 /* The shared state; NULL unless loaded via shared_preload_libraries. */
 RaftpgShared *RaftpgShmem = NULL;
+RaftpgMailbox *RaftpgInbox = NULL;
+RaftpgMailbox *RaftpgRequests = NULL;
+
+/* requests carry at most one payload of this many bytes, plus the header */
+#define RAFTPG_REQUEST_RING_SIZE	(4 * 1024 * 1024)
 
 /* True when _PG_init() ran while the postmaster preloaded libraries. */
 static bool rp_preloaded = false;
@@ -87,6 +98,48 @@ _PG_init(void)
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("raftpg.heartbeat_interval",
+							"Interval between the leader's heartbeats.",
+							"Also the node worker's clock tick.",
+							&raftpg_heartbeat_interval,
+							100, 10, 10000,
+							PGC_POSTMASTER,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("raftpg.election_timeout",
+							"Time without a leader after which a follower "
+							"starts an election.",
+							"Each election waits a random time between this "
+							"and twice this.  Must be at least twice "
+							"raftpg.heartbeat_interval.",
+							&raftpg_election_timeout,
+							1000, 20, 600000,
+							PGC_POSTMASTER,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("raftpg.commit_timeout",
+							"How long a backend waits for the cluster to "
+							"commit what it asked for.",
+							NULL,
+							&raftpg_commit_timeout,
+							30000, 10, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("raftpg.inbox_size",
+							"Shared memory for messages from peers waiting "
+							"for the node worker.",
+							"When it is full, messages are dropped (and "
+							"resent by the protocol).",
+							&raftpg_inbox_size,
+							16384, 1024, 1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("raftpg");
 
@@ -129,10 +182,27 @@ rp_check_node_name(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static Size
+rp_shared_size(void)
+{
+	return add_size(offsetof(RaftpgShared, replies),
+					mul_size(MaxBackends, sizeof(RaftpgReply)));
+}
+
+static Size
+rp_inbox_capacity(void)
+{
+	return (Size) raftpg_inbox_size * 1024;
+}
+
 Size
 RaftpgShmemSize(void)
 {
-	return MAXALIGN(sizeof(RaftpgShared));
+	Size		size = MAXALIGN(rp_shared_size());
+
+	size = add_size(size, MAXALIGN(MailboxShmemSize(rp_inbox_capacity())));
+	size = add_size(size, MAXALIGN(MailboxShmemSize(RAFTPG_REQUEST_RING_SIZE)));
+	return size;
 }
 
 static void
@@ -154,13 +224,25 @@ rp_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 
-	RaftpgShmem = ShmemInitStruct("raftpg", RaftpgShmemSize(), &found);
+	RaftpgShmem = ShmemInitStruct("raftpg", rp_shared_size(), &found);
+	RaftpgInbox = ShmemInitStruct("raftpg inbox",
+								  MailboxShmemSize(rp_inbox_capacity()), &found);
+	RaftpgRequests = ShmemInitStruct("raftpg requests",
+									 MailboxShmemSize(RAFTPG_REQUEST_RING_SIZE),
+									 &found);
 	if (!found)
 	{
+		int			tranche = LWLockNewTrancheId();
+
 		/* zero is the "unconfigured" state of every field */
-		memset(RaftpgShmem, 0, RaftpgShmemSize());
-		LWLockInitialize(&RaftpgShmem->lock, LWLockNewTrancheId());
+		memset(RaftpgShmem, 0, rp_shared_size());
+		LWLockInitialize(&RaftpgShmem->lock, tranche);
 		RaftpgShmem->status.role = RAFTPG_ROLE_UNCONFIGURED;
+		RaftpgShmem->n_replies = MaxBackends;
+		RaftpgShmem->next_seq = 1;
+		ConditionVariableInit(&RaftpgShmem->cv);
+		MailboxInit(RaftpgInbox, rp_inbox_capacity(), tranche);
+		MailboxInit(RaftpgRequests, RAFTPG_REQUEST_RING_SIZE, tranche);
 	}
 
 	LWLockRelease(AddinShmemInitLock);
@@ -222,4 +304,110 @@ RaftpgRoleName(RaftpgRole role)
 
 	elog(ERROR, "unrecognized raftpg role: %d", (int) role);
 	return NULL;				/* keep compiler quiet */
+}
+
+static const char *const fault_names[RAFTPG_FAULT_LAST] = {
+	"none", "after_entries", "config", "after_state", "before_commit"
+};
+
+const char *
+RaftpgFaultName(RaftpgFaultPoint point)
+{
+	if (point < 0 || point >= RAFTPG_FAULT_LAST)
+		return "unknown";
+	return fault_names[point];
+}
+
+RaftpgFaultPoint
+RaftpgFaultByName(const char *name)
+{
+	int			i;
+
+	for (i = 1; i < RAFTPG_FAULT_LAST; i++)
+		if (strcmp(name, fault_names[i]) == 0)
+			return (RaftpgFaultPoint) i;
+	return RAFTPG_FAULT_NONE;
+}
+
+/* the node worker reached point: should it fail there? */
+bool
+RaftpgConsumeFault(RaftpgFaultPoint point)
+{
+	bool		fire = false;
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (RaftpgShmem->fault_point == point && RaftpgShmem->fault_remaining > 0)
+	{
+		fire = true;
+		if (--RaftpgShmem->fault_remaining == 0)
+			RaftpgShmem->fault_point = RAFTPG_FAULT_NONE;
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	return fire;
+}
+
+/* ----------
+ * The consensus core's allocator: a memory context of its own, so that its
+ * memory shows up as such in memory context dumps, and allocation failures
+ * come back as NULL (RAFT_ENOMEM) instead of an ERROR that would longjmp
+ * through the core.  Each block carries its size, because PostgreSQL 15 has
+ * no repalloc variant that returns NULL on failure.
+ * ----------
+ */
+static MemoryContext RaftpgCoreContext = NULL;
+
+#define CORE_HDR MAXALIGN(sizeof(Size))
+
+static void *
+core_alloc(void *ctx, size_t size)
+{
+	char	   *p = MemoryContextAllocExtended(RaftpgCoreContext, size + CORE_HDR,
+											   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+
+	(void) ctx;
+	if (p == NULL)
+		return NULL;
+	*(Size *) p = size;
+	return p + CORE_HDR;
+}
+
+static void
+core_free(void *ctx, void *ptr)
+{
+	(void) ctx;
+	if (ptr)
+		pfree((char *) ptr - CORE_HDR);
+}
+
+static void *
+core_realloc(void *ctx, void *ptr, size_t size)
+{
+	void	   *n;
+	Size		old;
+
+	if (ptr == NULL)
+		return core_alloc(ctx, size);
+	old = *(Size *) ((char *) ptr - CORE_HDR);
+	n = core_alloc(ctx, size);
+	if (n == NULL)
+		return NULL;
+	memcpy(n, ptr, Min(old, size));
+	core_free(ctx, ptr);
+	return n;
+}
+
+void
+RaftpgUseCoreAllocator(void)
+{
+	raft_allocator a;
+
+	if (RaftpgCoreContext == NULL)
+		RaftpgCoreContext = AllocSetContextCreate(TopMemoryContext,
+												  "raftpg consensus core",
+												  ALLOCSET_DEFAULT_SIZES);
+	a.ctx = NULL;
+	a.alloc = core_alloc;
+	a.realloc = core_realloc;
+	a.free = core_free;
+	raft_set_allocator(&a);
 }

@@ -30,11 +30,17 @@
 #define RAFTPG_H
 
 #include "fmgr.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/timestamp.h"
+
+#include "raft.h"
 
 /* Longest node name, terminator included; names go into fixed-size slots. */
 #define RAFTPG_NAME_LEN		NAMEDATALEN
+/* Longest conninfo kept in shared memory, terminator included. */
+#define RAFTPG_CONNINFO_LEN	(RAFT_MAX_ADDRESS + 1)
 
 /* The node's role in the cluster, as raftpg.status() reports it. */
 typedef enum RaftpgRole
@@ -53,14 +59,91 @@ typedef struct RaftpgNodeStatus
 {
 	RaftpgRole	role;
 	bool		voter;			/* a voting member (not a learner) */
+	uint64		node_id;		/* this node's id, 0 before it joins */
 	uint64		term;			/* current term */
+	uint64		leader_id;
 	/* the leader's node name, "" while no leader is known */
 	char		leader_name[RAFTPG_NAME_LEN];
 	uint64		last_log_index; /* last entry durable in raftpg's log */
 	uint64		last_log_term;
 	uint64		commit_index;	/* highest index known committed */
 	uint64		applied_index;	/* highest index applied locally */
+	uint64		config_index;	/* index of the current configuration */
+	bool		transferring;	/* leader: a leadership transfer is on */
 } RaftpgNodeStatus;
+
+/* One member of the configuration, as raftpg.nodes shows it. */
+typedef struct RaftpgMember
+{
+	uint64		id;
+	bool		voter;
+	bool		reachable;		/* self, or a live connection from us */
+	bool		progress_known; /* leader only: match and contact below */
+	uint64		match_index;
+	TimestampTz last_contact;
+	char		name[RAFTPG_NAME_LEN];
+	char		conninfo[RAFTPG_CONNINFO_LEN];
+} RaftpgMember;
+
+/* Cumulative counters, as raftpg.stats shows them (since server start). */
+typedef struct RaftpgStats
+{
+	uint64		elections;		/* campaigns this node started */
+	uint64		leader_changes; /* times this node saw a new leader */
+	uint64		messages_in;
+	uint64		messages_out;
+	uint64		bytes_in;
+	uint64		bytes_out;
+	uint64		messages_dropped;	/* inbox full, peer not connected */
+	uint64		messages_malformed;
+	uint64		entries_refused;	/* APPENDs refused by validation */
+	uint64		appends;		/* persistence transactions committed */
+	uint64		entries_appended;
+	uint64		persist_failures;	/* persistence transactions aborted */
+	uint64		append_rejects_received;	/* leader: refusals from peers */
+} RaftpgStats;
+
+/* Where a persistence can be made to fail (raftpg.inject_fault). */
+typedef enum RaftpgFaultPoint
+{
+	RAFTPG_FAULT_NONE = 0,
+	RAFTPG_FAULT_AFTER_ENTRIES, /* entries written, state row not yet */
+	RAFTPG_FAULT_CONFIG,		/* while processing a configuration entry */
+	RAFTPG_FAULT_AFTER_STATE,	/* state row written */
+	RAFTPG_FAULT_BEFORE_COMMIT, /* everything written, not committed */
+	RAFTPG_FAULT_LAST
+} RaftpgFaultPoint;
+
+/* What a backend asks of the node worker. */
+typedef enum RaftpgRequestKind
+{
+	RAFTPG_REQ_PROPOSE = 1,		/* body: the entry's payload */
+	RAFTPG_REQ_ADD,				/* id, name, conninfo */
+	RAFTPG_REQ_PROMOTE,			/* id */
+	RAFTPG_REQ_REMOVE,			/* id */
+	RAFTPG_REQ_TRANSFER			/* id, or 0 for any */
+} RaftpgRequestKind;
+
+typedef struct RaftpgRequest
+{
+	int32		kind;			/* RaftpgRequestKind */
+	int32		procno;			/* the asking backend's reply slot */
+	uint64		seq;			/* matches the reply to the request */
+	uint64		id;
+	char		name[RAFTPG_NAME_LEN];
+	char		conninfo[RAFTPG_CONNINFO_LEN];
+} RaftpgRequest;
+
+/* The worker's answer, in the asking backend's slot. */
+typedef struct RaftpgReply
+{
+	uint64		seq;			/* of the request answered; 0 = none */
+	int32		rc;				/* RAFT_OK or a raft error code */
+	uint64		index;			/* log index of the new entry */
+	uint64		term;			/* its term */
+} RaftpgReply;
+
+typedef struct RaftpgMailbox RaftpgMailbox;
 
 typedef struct RaftpgShared
 {
@@ -73,18 +156,41 @@ typedef struct RaftpgShared
 	pid_t		worker_pid;
 	Latch	   *worker_latch;
 
+	uint64		cluster_id;		/* 0 until this node is in a cluster */
 	RaftpgNodeStatus status;
+	RaftpgStats stats;
+	int			n_members;
+	RaftpgMember members[RAFT_MAX_SERVERS];
+
+	/* fault injection, superuser only */
+	RaftpgFaultPoint fault_point;
+	int			fault_remaining;
+
+	/* backends wait here for replies and for commit progress */
+	ConditionVariable cv;
+	uint64		next_seq;
+	int			n_replies;
+	RaftpgReply replies[FLEXIBLE_ARRAY_MEMBER];	/* one per backend */
 } RaftpgShared;
 
 /* raftpg.c */
 extern char *raftpg_node_name;
 extern char *raftpg_database;
+extern int	raftpg_heartbeat_interval;
+extern int	raftpg_election_timeout;
+extern int	raftpg_commit_timeout;
 extern RaftpgShared *RaftpgShmem;
+extern RaftpgMailbox *RaftpgInbox;
+extern RaftpgMailbox *RaftpgRequests;
 
 extern void _PG_init(void);
 extern Size RaftpgShmemSize(void);
 extern void RaftpgCheckPreloaded(void);
 extern const char *RaftpgRoleName(RaftpgRole role);
+extern bool RaftpgConsumeFault(RaftpgFaultPoint point);
+extern const char *RaftpgFaultName(RaftpgFaultPoint point);
+extern RaftpgFaultPoint RaftpgFaultByName(const char *name);
+extern void RaftpgUseCoreAllocator(void);
 
 /* node.c */
 extern PGDLLEXPORT void RaftpgNodeMain(Datum main_arg) pg_attribute_noreturn();

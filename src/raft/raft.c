@@ -646,8 +646,7 @@ raft_step(raft *r, const raft_message *m)
 			election_handle_vote_resp(r, m);
 			break;
 		case RAFT_MSG_APPEND:
-			replication_handle_append(r, m);
-			break;
+			return replication_handle_append(r, m);
 		case RAFT_MSG_APPEND_RESP:
 			replication_handle_append_resp(r, m);
 			break;

@@ -313,6 +313,12 @@ extern void raft_free(void *ptr);
  * Inputs.
  * ----------
  */
+/*
+ * Returns RAFT_EINVAL for a message not meant for this node, and for an
+ * APPEND refused because its entries are invalid (a configuration entry
+ * that does not decode: RAFT_EMALFORMED / RAFT_EBADCONFIG) the reason -- the
+ * refusal has been sent to the leader, nothing changed; the host logs it.
+ */
 extern int	raft_step(raft *r, const raft_message *m);
 extern void raft_tick(raft *r);
 /* start an election now (a one-voter cluster after bootstrap) */

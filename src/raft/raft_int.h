@@ -169,7 +169,7 @@ extern void election_handle_timeout_now(raft *r, const raft_message *m);
 extern bool replication_send_append(raft *r, raft_progress *pr, bool send_empty);
 extern void replication_broadcast_append(raft *r);
 extern void replication_broadcast_heartbeat(raft *r, uint64_t ctx);
-extern void replication_handle_append(raft *r, const raft_message *m);
+extern int	replication_handle_append(raft *r, const raft_message *m);
 extern void replication_handle_append_resp(raft *r, const raft_message *m);
 extern void replication_handle_heartbeat(raft *r, const raft_message *m);
 extern void replication_handle_heartbeat_resp(raft *r, const raft_message *m);

@@ -364,8 +364,12 @@ replication_handle_heartbeat_resp(raft *r, const raft_message *m)
 	/* a lost APPEND must not stall a full window for ever */
 	if (pr->state == RAFT_PROGRESS_REPLICATE && progress_inflight_full(r, pr))
 		progress_inflight_free_first(pr);
+	/*
+	 * Behind: send what it lacks, or an empty probe when next is already
+	 * past the end (a probe that was lost, a follower that lost its log).
+	 */
 	if (pr->match < log_last_index(&r->log))
-		(void) replication_send_append(r, pr, false);
+		(void) replication_send_append(r, pr, true);
 	if (m->ctx > pr->read_ack)
 	{
 		pr->read_ack = m->ctx;
@@ -445,7 +449,7 @@ validate_entries(const raft_message *m, const raft_entry *ents, uint32_t n)
 	return membership_check_entries(ents, n);
 }
 
-void
+int
 replication_handle_append(raft *r, const raft_message *m)
 {
 	raft_message resp;
@@ -454,6 +458,7 @@ replication_handle_append(raft *r, const raft_message *m)
 	raft_index	from;
 	raft_index	last_new;
 	bool		config_touched = false;
+	int			rc;
 
 	heard_from_leader(r, m);
 
@@ -461,7 +466,7 @@ replication_handle_append(raft *r, const raft_message *m)
 	if (r->snap_requested)
 	{
 		reject_append(r, m);
-		return;
+		return RAFT_OK;
 	}
 
 	memset(&resp, 0, sizeof(resp));
@@ -474,12 +479,12 @@ replication_handle_append(raft *r, const raft_message *m)
 		/* all of it is committed here already */
 		resp.index = r->commit;
 		raft_emit(r, &resp, m->index);
-		return;
+		return RAFT_OK;
 	}
 	if (log_term(&r->log, m->index, &t) != RAFT_OK || t != m->log_term)
 	{
 		reject_append(r, m);
-		return;
+		return RAFT_OK;
 	}
 
 	/* skip what we already have; the rest replaces our log from "from" */
@@ -496,11 +501,14 @@ replication_handle_append(raft *r, const raft_message *m)
 	{
 		/* a committed entry never conflicts (Log Matching, 3.5) */
 		RAFT_ASSERT(from > r->commit);
-		if (validate_entries(m, m->entries + k, m->n_entries - k) != RAFT_OK ||
-			log_replace(&r->log, from, m->entries + k, m->n_entries - k) != RAFT_OK)
+		rc = validate_entries(m, m->entries + k, m->n_entries - k);
+		if (rc == RAFT_OK)
+			rc = log_replace(&r->log, from, m->entries + k, m->n_entries - k);
+		if (rc != RAFT_OK)
 		{
+			/* refused whole, nothing changed: tell the leader and the host */
 			reject_append(r, m);
-			return;
+			return rc;
 		}
 		if (r->config_index >= from)
 			config_touched = true;
@@ -518,6 +526,7 @@ replication_handle_append(raft *r, const raft_message *m)
 		r->commit = RAFT_MAX(r->commit, RAFT_MIN(m->commit, last_new));
 	resp.index = last_new;
 	raft_emit(r, &resp, m->index);
+	return RAFT_OK;
 }
 
 void

@@ -1,0 +1,48 @@
+/*-------------------------------------------------------------------------
+ *
+ * storage.h
+ *	  The Raft log and hard state in tables (see storage.c).
+ *
+ * src/storage.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RAFTPG_STORAGE_H
+#define RAFTPG_STORAGE_H
+
+#include "raft.h"
+#include "raftpg.h"
+
+/* raftpg.state, as committed */
+typedef struct RaftpgStateRow
+{
+	int64		node_id;
+	int64		cluster_id;
+	raft_hard_state hs;
+	int64		last_log_index;
+	int64		last_log_term;
+	int64		snapshot_index;
+	int64		snapshot_term;
+	raft_config snapshot_config;	/* allocated by the core's allocator */
+
+	/*
+	 * The configuration column, read at load: for a node that has just
+	 * joined and has no log yet, the members it can answer to (written by
+	 * prepare_join); afterwards the current configuration, for display.
+	 */
+	raft_config contacts;
+} RaftpgStateRow;
+
+extern bool StorageResolve(void);
+extern void StorageReadState(RaftpgStateRow *st);
+extern void StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries,
+						   size_t *n);
+extern void StorageWriteState(const RaftpgStateRow *st,
+							  const raft_config *config, int64 config_index);
+extern void StoragePersist(const raft_ready *rd, const RaftpgStateRow *st_old,
+						   const raft_status *after, const raft_config *config,
+						   RaftpgStateRow *st_new);
+extern void StorageAppendEntry(const raft_entry *e);
+extern void StorageMaybeFail(RaftpgFaultPoint point);
+
+#endif							/* RAFTPG_STORAGE_H */

@@ -1,0 +1,59 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport.h
+ *	  Connections to peers and the receiving SQL function (see transport.c).
+ *
+ * src/transport.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RAFTPG_TRANSPORT_H
+#define RAFTPG_TRANSPORT_H
+
+#include "lib/stringinfo.h"
+#include "libpq-fe.h"
+#include "storage/latch.h"
+#include "utils/timestamp.h"
+
+#include "raft.h"
+#include "raftpg.h"
+
+typedef enum TransportPeerState
+{
+	PEER_DISCONNECTED,
+	PEER_CONNECTING,
+	PEER_READY
+} TransportPeerState;
+
+typedef struct TransportPeer
+{
+	uint64		id;
+	char		name[RAFTPG_NAME_LEN];
+	char	   *conninfo;
+	TransportPeerState state;
+	PGconn	   *conn;
+	PostgresPollingStatusType poll_status;
+	TimestampTz next_attempt;	/* DISCONNECTED: when to try again */
+	int			backoff_ms;
+	int			pending_syncs;	/* pipeline syncs not yet answered */
+	bool		flush_pending;	/* libpq holds unsent output */
+	StringInfoData out;			/* messages queued for the next call */
+	uint64		queued;
+	uint64		dropped;
+	uint64		bytes_out;
+	uint64		calls_out;
+} TransportPeer;
+
+extern void TransportInit(void);
+extern void TransportSetPeers(const raft_config *c, uint64 self);
+extern TransportPeer *TransportPeers(int *n);
+extern TransportPeer *TransportGetPeer(uint64 id);
+extern void TransportQueue(TransportPeer *p, const uint8 *msg, size_t len);
+extern void TransportFlush(uint64 cluster_id);
+extern TimestampTz TransportAddEvents(WaitEventSet *set);
+extern void TransportPoll(void);
+extern void TransportShutdown(void);
+extern char *TransportCheckConninfo(const char *conninfo);
+extern PGconn *TransportConnectStart(const char *conninfo);
+
+#endif							/* RAFTPG_TRANSPORT_H */
