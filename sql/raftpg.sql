@@ -12,7 +12,7 @@ FROM pg_extension WHERE extname = 'raftpg';
 SELECT p.oid::regprocedure AS function, p.prorettype::regtype AS returns
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'raftpg'
-ORDER BY 1;
+ORDER BY p.proname;
 
 -- the node worker is started by the postmaster; wait for it to publish its
 -- pid (at most 60 seconds)

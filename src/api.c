@@ -24,6 +24,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "common/pg_prng.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -206,6 +207,21 @@ require_superuser(const char *fn)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("only superusers may call %s", fn)));
+}
+
+/*
+ * The log lives in raftpg.database: functions that write it must run
+ * there, or the node worker would never see what they wrote.
+ */
+static void
+require_raftpg_database(void)
+{
+	if (MyDatabaseId != get_database_oid(raftpg_database, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("raftpg serves database \"%s\", not this one", raftpg_database),
+				 errhint("Connect to database \"%s\" (raftpg.database) and create the extension there.",
+						 raftpg_database)));
 }
 
 static long
@@ -434,6 +450,7 @@ raftpg_create_cluster(PG_FUNCTION_ARGS)
 
 	RaftpgCheckPreloaded();
 	require_superuser("raftpg.create_cluster()");
+	require_raftpg_database();
 	if (raftpg_node_name == NULL || raftpg_node_name[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -514,6 +531,7 @@ raftpg_prepare_join(PG_FUNCTION_ARGS)
 
 	RaftpgCheckPreloaded();
 	require_superuser("raftpg.prepare_join()");
+	require_raftpg_database();
 	if (raftpg_node_name == NULL || strcmp(raftpg_node_name, name) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -64,12 +64,15 @@
 #define RAFTPG_UNCONFIGURED_POLL_MS 250
 /* at most this many ticks are caught up after a long pause */
 #define RAFTPG_MAX_CATCHUP_TICKS	20
+/* how often a member checks that its tables still exist */
+#define RAFTPG_TABLE_CHECK_MS		1000
 
 static raft *core = NULL;
 static RaftpgStateRow state;	/* raftpg.state as last committed */
 static MemoryContext loop_cxt = NULL;
 static StringInfoData drain_buf;
 static TimestampTz next_tick = 0;
+static TimestampTz next_table_check = 0;
 static RaftpgStats stats;
 
 /* what was last published, to log changes */
@@ -88,6 +91,7 @@ static void node_tick(void);
 static void node_process_ready(void);
 static void node_publish(void);
 static void node_refuse_requests(void);
+static void node_check_tables(void);
 
 void
 RaftpgNodeMain(Datum main_arg)
@@ -144,6 +148,9 @@ RaftpgNodeMain(Datum main_arg)
 			continue;
 		}
 
+		node_check_tables();
+		if (core == NULL)
+			continue;
 		TransportPoll();
 		node_receive();
 		node_requests();
@@ -310,6 +317,57 @@ node_try_load(void)
 			(void) raft_campaign(core);
 	}
 	node_publish();
+}
+
+/*
+ * DROP EXTENSION takes the log away: when the tables are gone (or are other
+ * tables now), let go of the node and go back to waiting for a cluster.
+ */
+static void
+node_check_tables(void)
+{
+	bool		ok;
+	RaftpgStateRow st;
+
+	if (GetCurrentTimestamp() < next_table_check)
+		return;
+	next_table_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												   RAFTPG_TABLE_CHECK_MS);
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ok = StorageResolve();
+	if (ok)
+	{
+		StorageReadState(&st);
+		ok = st.node_id == state.node_id && st.cluster_id == state.cluster_id;
+		raft_config_free(&st.snapshot_config);
+		raft_config_free(&st.contacts);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (ok)
+		return;
+
+	ereport(LOG,
+			(errmsg("raftpg: the log of node \"%s\" is gone (extension dropped?); the node stops",
+					raftpg_node_name)));
+	raft_destroy(core);
+	core = NULL;
+	raft_config_free(&state.snapshot_config);
+	raft_config_free(&state.contacts);
+	memset(&state, 0, sizeof(state));
+	TransportSetPeers(&state.contacts, 0);
+	last_role = 0;
+	last_term = 0;
+	last_leader = 0;
+	last_config_index = 0;
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	RaftpgShmem->cluster_id = 0;
+	memset(&RaftpgShmem->status, 0, sizeof(RaftpgShmem->status));
+	RaftpgShmem->status.role = RAFTPG_ROLE_UNCONFIGURED;
+	RaftpgShmem->n_members = 0;
+	LWLockRelease(&RaftpgShmem->lock);
+	ConditionVariableBroadcast(&RaftpgShmem->cv);
 }
 
 /* ----------
