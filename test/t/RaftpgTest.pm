@@ -22,15 +22,17 @@ use Test::More;
 # Start $n servers named node1 .. node$n with raftpg preloaded, create the
 # extension on each and return the PostgreSQL::Test::Cluster objects.
 # %opts: extra_conf => text appended to every postgresql.conf;
+#        name_prefix => names are <prefix>1.. (default "node");
 #        create_extension => 0 to leave the extension out.
 sub start_nodes
 {
 	my ($n, %opts) = @_;
 	my @nodes;
 
+	my $prefix = $opts{name_prefix} // 'node';
 	for my $i (1 .. $n)
 	{
-		my $name = "node$i";
+		my $name = "$prefix$i";
 		my $node = PostgreSQL::Test::Cluster->new($name);
 		$node->init;
 		$node->append_conf(
@@ -66,6 +68,90 @@ sub wait_for_worker
 
 	return $node->safe_psql('postgres',
 		'SELECT worker_pid FROM raftpg.status()');
+}
+
+# How other servers reach $node: its socket directory and port.
+sub conninfo
+{
+	my ($node) = @_;
+	return 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
+}
+
+# Form a cluster of @nodes: create_cluster on the first, add_node of every
+# other on it.  Returns the leader (the first node).
+sub form_cluster
+{
+	my (@nodes) = @_;
+	my $first = $nodes[0];
+
+	$first->safe_psql('postgres',
+		"SELECT raftpg.create_cluster('" . conninfo($first) . "')");
+	wait_leader($first);
+	for my $n (@nodes[ 1 .. $#nodes ])
+	{
+		$first->safe_psql('postgres',
+			"SELECT raftpg.add_node('" . $n->name . "', '" . conninfo($n) . "')");
+	}
+	return $first;
+}
+
+# Wait until one of @nodes is the leader with an entry of its term
+# committed and every other node of @nodes follows it; return the leader.
+# Dies after $timeout seconds (default 60).
+sub wait_leader
+{
+	my ($nodes, $timeout) = (ref $_[0] eq 'ARRAY' ? ($_[0], $_[1]) : ([@_], undef));
+	my $deadline = time() + ($timeout // 60);
+	while (time() < $deadline)
+	{
+		my ($leader, $agree) = (undef, 1);
+		for my $n (@$nodes)
+		{
+			my $row = $n->safe_psql('postgres',
+				q{SELECT role || '|' || coalesce(leader_name, '') || '|' ||
+						 (commit_index = last_log_index AND last_log_term = term)
+				  FROM raftpg.status()});
+			my ($role, $lname, $caught) = split /\|/, $row;
+			$leader = $n if $role eq 'leader' && $caught eq 'true';
+			$agree = 0 if !defined $lname || $lname eq '';
+		}
+		if (defined $leader && $agree)
+		{
+			my $lname = $leader->name;
+			my $all = 1;
+			for my $n (@$nodes)
+			{
+				$all = 0
+				  if $n->safe_psql('postgres',
+					'SELECT leader_name FROM raftpg.status()') ne $lname;
+			}
+			return $leader if $all;
+		}
+		select(undef, undef, undef, 0.05);
+	}
+	die "no leader agreed on by " . join(', ', map { $_->name } @$nodes);
+}
+
+# Wait until every node of @nodes has applied up to $index.
+sub wait_applied
+{
+	my ($index, @nodes) = @_;
+	for my $n (@nodes)
+	{
+		$n->poll_query_until('postgres',
+			"SELECT applied_index >= $index FROM raftpg.status()")
+		  or die $n->name . " did not reach index $index";
+	}
+	return;
+}
+
+# A digest of the log table up to $upto.
+sub log_digest
+{
+	my ($node, $upto) = @_;
+	return $node->safe_psql('postgres',
+		qq{SELECT count(*) || ':' || coalesce(md5(string_agg(index || '/' || term || '/' || kind || '/' || encode(payload, 'hex'), ',' ORDER BY index)), '')
+		   FROM raftpg.log WHERE index <= $upto});
 }
 
 # Stop every node given, fast.

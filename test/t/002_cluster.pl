@@ -1,0 +1,105 @@
+# test/t/002_cluster.pl
+#
+# Clusters of PostgreSQL servers form with a few SQL calls, elect a leader,
+# replicate entries (the log tables match on every server up to the commit
+# index), and refuse cluster operations clearly where they cannot be done.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use RaftpgTest;
+
+# ---- three servers: three SQL calls after CREATE EXTENSION
+my @nodes = RaftpgTest::start_nodes(3);
+my ($n1, $n2, $n3) = @nodes;
+
+my $leader = RaftpgTest::form_cluster(@nodes);
+is($leader->name, 'node1', 'the server that created the cluster leads it');
+RaftpgTest::wait_leader(@nodes);
+
+is( $n1->safe_psql(
+		'postgres',
+		q{SELECT string_agg(node_name || ':' || membership || ':' || reachable, ',' ORDER BY node_id)
+		  FROM raftpg.nodes}),
+	'node1:voter:true,node2:voter:true,node3:voter:true',
+	'raftpg.nodes lists three reachable voters');
+
+for my $n (@nodes)
+{
+	is( $n->safe_psql(
+			'postgres',
+			q{SELECT role <> 'candidate', voter, leader_name FROM raftpg.status()}),
+		't|t|node1',
+		$n->name . ': a voter following node1');
+}
+
+# entries committed on the leader reach every log
+my $last;
+for my $i (1 .. 20)
+{
+	$last = $n1->safe_psql('postgres', "SELECT raftpg.propose('entry $i')");
+}
+RaftpgTest::wait_applied($last, @nodes);
+my $digest = RaftpgTest::log_digest($n1, $last);
+like($digest, qr/^$last:/, "the leader's log holds $last entries");
+for my $n ($n2, $n3)
+{
+	is(RaftpgTest::log_digest($n, $last), $digest,
+		$n->name . ": log table identical to the leader's up to $last");
+	is( $n->safe_psql(
+			'postgres',
+			'SELECT s.last_log_index = t.last_log_index AND s.last_log_index = (SELECT max(index) FROM raftpg.log)
+			 FROM raftpg.status() s, raftpg.state t'),
+		't',
+		$n->name . ': status(), state row and log table agree');
+}
+
+# the leader's view of its followers
+is( $n1->safe_psql(
+		'postgres',
+		"SELECT bool_and(match_index = $last AND lag = 0) FROM raftpg.nodes"),
+	't',
+	'the leader sees every follower caught up');
+
+cmp_ok($n1->safe_psql('postgres', 'SELECT appends FROM raftpg.stats'),
+	'>', 0, 'raftpg.stats counts appends');
+
+# ---- errors
+my ($ret, $out, $err) = $n2->psql('postgres', "SELECT raftpg.propose('x')");
+isnt($ret, 0, 'a follower refuses to append');
+like($err, qr/this node is not the leader/, '... saying it is not the leader');
+my $connstr = RaftpgTest::conninfo($n1);
+like($err, qr/The leader is node "node1", reachable at "\Q$connstr\E"/,
+	'... and the hint names the leader and how to reach it');
+
+($ret, $out, $err) = $n1->psql('postgres',
+	"SELECT raftpg.add_node('node2', 'host=/nonexistent port=1')");
+like($err, qr/node "node2" is already a member/, 'duplicate name refused');
+
+my @extra = RaftpgTest::start_nodes(1, name_prefix => 'spare');
+($ret, $out, $err) = $n1->psql('postgres',
+	"SELECT raftpg.add_node('wrongname', '" . RaftpgTest::conninfo($extra[0]) . "')");
+like($err, qr/this server is node "spare1", not "wrongname"/,
+	'a name that does not match the server is refused');
+($ret, $out, $err) = $n1->psql('postgres',
+	"SELECT raftpg.add_node('ghost', 'host=127.0.0.1 port=1')");
+like($err, qr/could not connect to node "ghost"/, 'an unreachable server is refused');
+is($n1->safe_psql('postgres', 'SELECT count(*) FROM raftpg.nodes'), '3',
+	'failed additions changed nothing');
+
+# ---- five servers
+my @five = RaftpgTest::start_nodes(5, name_prefix => 'five');
+RaftpgTest::form_cluster(@five);
+my $l5 = RaftpgTest::wait_leader(@five);
+$last = $l5->safe_psql('postgres', "SELECT raftpg.propose('five')");
+RaftpgTest::wait_applied($last, @five);
+$digest = RaftpgTest::log_digest($l5, $last);
+is(scalar(grep { RaftpgTest::log_digest($_, $last) eq $digest } @five),
+	5, 'five servers hold identical logs');
+
+RaftpgTest::stop_nodes(@nodes, @extra, @five);
+done_testing();
