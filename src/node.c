@@ -455,7 +455,7 @@ node_receive(void)
 			if (m.type == RAFT_MSG_APPEND_RESP && m.reject)
 				stats.append_rejects_received++;
 			rc = raft_step(core, &m);
-			if (rc == RAFT_EMALFORMED || rc == RAFT_EBADCONFIG)
+			if (rc != RAFT_OK && rc != RAFT_EINVAL)
 			{
 				stats.entries_refused++;
 				ereport(LOG,

@@ -31,20 +31,19 @@ election_reset_timeout(raft *r)
 bool
 election_promotable(const raft *r)
 {
-	return raft_config_is_voter(&r->config, r->id) && !r->snap_requested;
+	if (r->snap_requested)
+		return false;
+	if (raft_config_is_voter(&r->config, r->id))
+		return true;
+	/* 4.2.2: removed by a change not yet committed: may still be needed */
+	return raft_config_index_of(&r->config, r->id) < 0 && r->config.n > 0 &&
+		r->config_index > r->commit;
 }
 
-static int
+static void
 votes_reset(raft *r)
 {
-	int8_t	   *v;
-
-	v = raft_realloc(r->votes, (r->config.n ? r->config.n : 1) * sizeof(int8_t));
-	if (v == NULL)
-		return RAFT_ENOMEM;
-	r->votes = v;
-	memset(r->votes, 0, r->config.n * sizeof(int8_t));
-	return RAFT_OK;
+	memset(r->votes, 0, sizeof(r->votes));
 }
 
 static void
@@ -101,6 +100,7 @@ reset_role(raft *r, raft_term term)
 	{
 		r->term = term;
 		r->vote = 0;
+		raft_drop_stale_held(r);
 	}
 	if (r->role == RAFT_LEADER)
 		leave_leadership(r);
@@ -177,12 +177,7 @@ send_vote_requests(raft *r, bool pre_vote, bool transfer)
 int
 election_start(raft *r, bool pre_vote, bool transfer)
 {
-	int			rc;
-
-	rc = votes_reset(r);
-	if (rc != RAFT_OK)
-		return rc;
-
+	votes_reset(r);
 	if (pre_vote)
 	{
 		reset_role(r, r->term);
@@ -218,12 +213,12 @@ election_self_vote_durable(raft *r)
 void
 election_tick(raft *r)
 {
-	r->election_elapsed++;
-	if (r->election_elapsed >= r->randomized_timeout)
+	if (r->election_elapsed < UINT32_MAX)
+		r->election_elapsed++;
+	if (r->election_elapsed >= r->randomized_timeout && election_promotable(r))
 	{
 		r->election_elapsed = 0;
-		if (election_promotable(r))
-			(void) election_start(r, r->opts.pre_vote, false);
+		(void) election_start(r, r->opts.pre_vote, false);
 	}
 }
 

@@ -78,6 +78,7 @@ membership_refresh(raft *r)
 	raft_config_free(&r->config);
 	r->config = c;
 	r->config_index = i;
+	memset(r->votes, 0, sizeof(r->votes));
 	if (r->role == RAFT_LEADER && progress_rebuild(r) != RAFT_OK)
 		become_follower(r, r->term, 0);
 	return RAFT_OK;
@@ -188,12 +189,17 @@ int
 raft_promote(raft *r, raft_id id, raft_index *index)
 {
 	raft_config nc;
+	raft_progress *pr;
 	int			rc;
 
 	RAFT_ASSERT(!r->in_ready);
 	rc = change_allowed(r);
 	if (rc != RAFT_OK)
 		return rc;
+	/* a voter that cannot keep up would stall commits (4.2.1): not yet */
+	pr = progress_get(r, id);
+	if (pr != NULL && pr->match < r->commit)
+		return RAFT_EBUSY;
 	rc = raft_config_promote(&r->config, id, &nc);
 	if (rc != RAFT_OK)
 		return rc;

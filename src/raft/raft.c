@@ -202,9 +202,9 @@ raft_destroy(raft *r)
 	raft_config_free(&r->config);
 	raft_config_free(&r->snap_config);
 	raft_config_free(&r->snap_req.config);
-	raft_free(r->votes);
 	progress_free_all(r);
 	raft_free(r->reads);
+	raft_free(r->fwd_reads);
 	raft_free(r->read_out);
 	outbox_free(&r->outbox);
 	outbox_free(&r->held);
@@ -482,6 +482,24 @@ raft_get_ready(raft *r, raft_ready *rd)
 	return RAFT_OK;
 }
 
+/*
+ * The term moved on: held messages of older terms are of no use to anyone
+ * (a vote or an acknowledgement for a term that is over), drop them.
+ */
+void
+raft_drop_stale_held(raft *r)
+{
+	size_t		i,
+				j;
+
+	for (i = 0, j = 0; i < r->held.n; i++)
+		if (r->held.msgs[i].m.term >= r->term ||
+			r->held.msgs[i].m.type == RAFT_MSG_PREVOTE ||
+			r->held.msgs[i].m.type == RAFT_MSG_PREVOTE_RESP)
+			r->held.msgs[j++] = r->held.msgs[i];
+	r->held.n = j;
+}
+
 /* move held messages that became safe into the outbox */
 static void
 release_held(raft *r)
@@ -527,9 +545,16 @@ raft_persist_failed(raft *r)
 	size_t		i,
 				j;
 
+	raft_index	safe_commit;
+
 	RAFT_ASSERT(r->in_ready);
 	free_ready_arrays(r);
 	r->in_ready = false;
+	/* a snapshot request in the failed batch is offered again */
+	r->snap_handed = false;
+	/* entries below the overlay agree with the leader; the overlay is gone */
+	safe_commit = RAFT_MAX(r->stable_hs.commit,
+						   RAFT_MIN(r->commit, log_stable_index(&r->log)));
 	log_discard_overlay(&r->log);
 
 	/* held acknowledgements become refusals; every other held message dies */
@@ -550,7 +575,8 @@ raft_persist_failed(raft *r)
 	r->held.n = j;
 
 	if (r->term != r->stable_hs.term || r->vote != r->stable_hs.vote ||
-		r->role == RAFT_LEADER || r->role == RAFT_CANDIDATE)
+		r->role == RAFT_LEADER || r->role == RAFT_CANDIDATE ||
+		r->role == RAFT_PRECANDIDATE)
 	{
 		raft_term	old = r->stable_hs.term;
 
@@ -558,7 +584,7 @@ raft_persist_failed(raft *r)
 		r->vote = r->stable_hs.vote;
 		become_follower(r, old, 0);
 	}
-	r->commit = RAFT_MAX(r->stable_hs.commit, RAFT_MIN(r->commit, log_last_index(&r->log)));
+	r->commit = safe_commit;
 	if (membership_refresh(r) != RAFT_OK)
 		raft_assert_fail("configuration in the durable log does not decode",
 						 __FILE__, __LINE__);

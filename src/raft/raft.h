@@ -45,7 +45,12 @@
  *
  * Memory: the core allocates only through the hook installed with
  * raft_set_allocator(); a failed allocation is reported as RAFT_ENOMEM and
- * leaves the core as it was before the call.  Pointers in a ready batch
+ * leaves the core as it was before the call -- except in three places that
+ * must re-derive the configuration after the log changed (a follower's
+ * append of a configuration entry, raft_persist_failed, raft_snapshot_done),
+ * where the core stops the process with an assertion instead; the host then
+ * restarts from its durable state.  (Known limitation, to be removed by
+ * caching decoded configurations.)  Pointers in a ready batch
  * (entries, messages, their data) belong to the core and stay valid until
  * raft_advance() or raft_persist_failed().
  *
@@ -338,7 +343,9 @@ typedef struct raft_buf
 extern int	raft_propose(raft *r, const raft_buf *bufs, size_t n, raft_index *first);
 
 /*
- * Membership (dissertation 4.1: one server at a time).  The new
+ * Membership (dissertation 4.1: one server at a time).  raft_promote
+ * refuses (RAFT_EBUSY) while the learner's match index is below the commit
+ * index: a voter that cannot keep up would stall commits (4.2.1).  The new
  * configuration is an entry that takes effect on every server as soon as it
  * is appended.  A leader refuses with RAFT_EBUSY while an earlier change is
  * not committed and with RAFT_ENOTREADY until an entry of its own term is
@@ -359,6 +366,11 @@ extern int	raft_transfer_leadership(raft *r, raft_id target);
  * is no known leader.
  */
 extern int	raft_read_index(raft *r, uint64_t ctx);
+/*
+ * A read state may arrive more than once (a duplicated message), or for a
+ * ctx the host no longer waits for (an answer that outlived a restart):
+ * hosts keep ctx unique per process and ignore answers they do not expect.
+ */
 
 /*
  * Snapshots: the host says its state machine holds everything up to index
@@ -461,6 +473,7 @@ typedef struct raft_status
 } raft_status;
 
 extern void raft_get_status(const raft *r, raft_status *s);
+/* valid until the next call that may change the configuration */
 extern const raft_config *raft_get_config(const raft *r);
 
 typedef enum raft_progress_state

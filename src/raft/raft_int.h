@@ -114,8 +114,12 @@ struct raft
 	uint32_t	randomized_timeout;
 	uint64_t	rng;
 
-	/* elections: one slot per server of config */
-	int8_t	   *votes;			/* 0 unknown, 1 granted, -1 refused */
+	/*
+	 * Elections: one slot per server of config, by position; cleared
+	 * whenever the configuration changes, so a vote is never counted
+	 * against another configuration than the one it was cast in.
+	 */
+	int8_t		votes[RAFT_MAX_SERVERS];	/* 0 unknown, 1 granted, -1 refused */
 	bool		self_vote_pending;	/* candidate vote not yet durable */
 
 	/* leader */
@@ -129,6 +133,9 @@ struct raft
 	size_t		n_reads;
 	size_t		cap_reads;
 	uint64_t	read_seq;		/* last heartbeat round started */
+	uint64_t   *fwd_reads;		/* follower: ctxs forwarded to the leader */
+	size_t		n_fwd_reads;
+	size_t		cap_fwd_reads;
 	raft_read_state *read_out;	/* answers for the next ready */
 	size_t		n_read_out;
 	size_t		cap_read_out;
@@ -152,6 +159,7 @@ struct raft
 extern void raft_emit(raft *r, const raft_message *m, raft_index first);
 extern uint32_t raft_random(raft *r, uint32_t bound);
 extern void raft_drop_appends(raft *r);
+extern void raft_drop_stale_held(raft *r);
 
 /* election.c */
 extern void election_reset_timeout(raft *r);

@@ -21,10 +21,17 @@
 #include "raft_int.h"
 #include "config.h"
 
+/*
+ * A role or term change: the leader's pending reads die (their requesters
+ * time out and ask again); so do a follower's forwarded ones, whose
+ * answers could now come from a leader that no longer knows the commit
+ * index of the time they were asked.
+ */
 void
 readindex_clear(raft *r)
 {
 	r->n_reads = 0;
+	r->n_fwd_reads = 0;
 }
 
 int
@@ -116,6 +123,21 @@ raft_read_index(raft *r, uint64_t ctx)
 		return leader_read(r, ctx, r->id);
 	if (r->leader == 0)
 		return RAFT_ENOTLEADER;
+	/* remember it: answers are accepted once, for reads still asked */
+	if (r->n_fwd_reads == r->cap_fwd_reads)
+	{
+		size_t		ncap = r->cap_fwd_reads ? r->cap_fwd_reads * 2 : 8;
+		uint64_t   *p;
+
+		if (ncap > 65536)
+			return RAFT_EBUSY;
+		p = raft_realloc(r->fwd_reads, ncap * sizeof(uint64_t));
+		if (p == NULL)
+			return RAFT_ENOMEM;
+		r->fwd_reads = p;
+		r->cap_fwd_reads = ncap;
+	}
+	r->fwd_reads[r->n_fwd_reads++] = ctx;
 	memset(&m, 0, sizeof(m));
 	m.type = RAFT_MSG_READ_INDEX;
 	m.to = r->leader;
@@ -136,9 +158,19 @@ readindex_handle_request(raft *r, const raft_message *m)
 void
 readindex_handle_resp(raft *r, const raft_message *m)
 {
+	size_t		i;
+
 	if (m->from != r->leader)
 		return;
-	(void) readindex_push_answer(r, m->ctx, m->index);
+	/* a duplicate, or an answer to a read this node no longer waits for */
+	for (i = 0; i < r->n_fwd_reads; i++)
+		if (r->fwd_reads[i] == m->ctx)
+			break;
+	if (i == r->n_fwd_reads)
+		return;
+	if (readindex_push_answer(r, m->ctx, m->index) != RAFT_OK)
+		return;
+	r->fwd_reads[i] = r->fwd_reads[--r->n_fwd_reads];
 }
 
 /*

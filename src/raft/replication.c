@@ -333,6 +333,8 @@ replication_handle_append_resp(raft *r, const raft_message *m)
 
 	if (replication_maybe_commit(r))
 		replication_broadcast_append(r);
+	else if (r->role != RAFT_LEADER)
+		return;					/* stepped down: pr is freed */
 	else if (was_paused)
 	{
 		/* it missed the broadcast that carried the commit index */
