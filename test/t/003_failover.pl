@@ -29,7 +29,7 @@ RaftpgTest::wait_applied($last, @nodes);
 my @rest = grep { $_ != $leader } @nodes;
 my $old_term = $rest[0]->safe_psql('postgres', 'SELECT term FROM raftpg.status()');
 my $t0 = time();
-$leader->kill9;
+RaftpgTest::kill9($leader);
 
 my $new;
 my $deadline = $t0 + 30;
@@ -55,7 +55,7 @@ my $after = $new->safe_psql('postgres', "SELECT raftpg.propose('after failover')
 cmp_ok($after, '>', $last, 'the new leader commits new entries');
 
 # ---- the old leader comes back as a follower and converges
-$leader->start;
+RaftpgTest::restart_killed($leader);
 RaftpgTest::wait_leader(@nodes);
 is($leader->safe_psql('postgres', 'SELECT role FROM raftpg.status()'),
 	'follower', 'the old leader rejoins as a follower');

@@ -154,6 +154,36 @@ sub log_digest
 		   FROM raftpg.log WHERE index <= $upto});
 }
 
+# kill -9 the postmaster of $node and wait until it is really gone (reaped,
+# not a zombie whose pid would make a restart believe it still runs).
+sub kill9
+{
+	my ($node) = @_;
+	my $pid = $node->{_pid};
+	$node->kill9;
+	my $deadline = time() + 30;
+	while (time() < $deadline)
+	{
+		last unless -e "/proc/$pid";
+		select(undef, undef, undef, 0.02);
+	}
+	return;
+}
+
+# Start $node, retrying while the remains of a killed postmaster (children
+# still detaching from shared memory) make the start fail.
+sub restart_killed
+{
+	my ($node) = @_;
+	my $deadline = time() + 60;
+	while (time() < $deadline)
+	{
+		return if $node->start(fail_ok => 1);
+		select(undef, undef, undef, 0.2);
+	}
+	die $node->name . ' did not start again';
+}
+
 # Stop every node given, fast.
 sub stop_nodes
 {
