@@ -22,9 +22,32 @@ use Test::More;
 # Start $n servers named node1 .. node$n with raftpg preloaded, create the
 # extension on each and return the PostgreSQL::Test::Cluster objects.
 # %opts: extra_conf => text appended to every postgresql.conf;
+#        relay => a RaftpgRelay: each server runs with its service file;
 #        name_prefix => names are <prefix>1.. (default "node");
 #        create_extension => 0 to leave the extension out.
 sub start_nodes
+{
+	my ($n, %opts) = @_;
+	my @nodes = init_nodes($n, %opts);
+
+	for my $node (@nodes)
+	{
+		local $ENV{PGSERVICEFILE} = $opts{relay}->env_for($node)
+		  if $opts{relay};
+		$node->start;
+	}
+
+	if (!defined $opts{create_extension} || $opts{create_extension})
+	{
+		$_->safe_psql('postgres', 'CREATE EXTENSION raftpg') for @nodes;
+	}
+
+	return @nodes;
+}
+
+# Create (initdb) $n servers named <prefix>1.. with raftpg preloaded, not
+# started.
+sub init_nodes
 {
 	my ($n, %opts) = @_;
 	my @nodes;
@@ -42,15 +65,8 @@ raftpg.node_name = '$name'
 });
 		$node->append_conf('postgresql.conf', $opts{extra_conf})
 		  if defined $opts{extra_conf};
-		$node->start;
 		push @nodes, $node;
 	}
-
-	if (!defined $opts{create_extension} || $opts{create_extension})
-	{
-		$_->safe_psql('postgres', 'CREATE EXTENSION raftpg') for @nodes;
-	}
-
 	return @nodes;
 }
 
@@ -74,6 +90,7 @@ sub wait_for_worker
 sub conninfo
 {
 	my ($node) = @_;
+	return "service=" . $node->name if $node->{raftpg_relayed};
 	return 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
 }
 
