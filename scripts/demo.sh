@@ -87,9 +87,9 @@ port_free()
 
 psql_node()
 {
-	i=$1
+	psql_port=$(port_of "$1")
 	shift
-	"$bindir/psql" -X -v ON_ERROR_STOP=1 -h "$DEMO_DIR" -p "$(port_of "$i")" \
+	"$bindir/psql" -X -v ON_ERROR_STOP=1 -h "$DEMO_DIR" -p "$psql_port" \
 		-U postgres -d postgres "$@"
 }
 
@@ -217,13 +217,32 @@ EOF
 		i=$((i + 1))
 	done
 
-	i=1
+	# form the cluster: three SQL calls
+	conn_of() { echo "host=127.0.0.1 port=$(port_of "$1") dbname=postgres"; }
+	show() { echo; echo "node$1 -- $2"; psql_node "$1" -P pager=off -c "$2" || exit 1; }
+	show 1 "SELECT raftpg.create_cluster('$(conn_of 1)');"
+	tries=0
+	until [ "$(psql_node 1 -Atc "SELECT role = 'leader' AND commit_index = last_log_index FROM raftpg.status()")" = t ]; do
+		tries=$((tries + 1))
+		[ $tries -lt 300 ] || fail_start "node1 did not become the leader"
+		sleep 0.1
+	done
+	i=2
 	while [ $i -le $NODES ]; do
-		echo
-		echo "node$i -- SELECT * FROM raftpg.status();"
-		psql_node $i -P pager=off -c 'SELECT * FROM raftpg.status()' || exit 1
+		show 1 "SELECT raftpg.add_node('node$i', '$(conn_of $i)');"
 		i=$((i + 1))
 	done
+	show 1 "SELECT * FROM raftpg.nodes;"
+
+	# an entry committed by the majority reaches every log
+	show 1 "SELECT raftpg.propose('hello from node1');"
+	i=1
+	while [ $i -le $NODES ]; do
+		show $i "SELECT * FROM raftpg.status();"
+		i=$((i + 1))
+	done
+	show $NODES "SELECT index, term, kind, convert_from(payload, 'UTF8') AS payload FROM raftpg.log WHERE kind = 1;"
+	echo
 
 	echo "The demo cluster runs in $DEMO_DIR (as $RUN_AS):"
 	i=1
