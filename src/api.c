@@ -393,6 +393,42 @@ wait_commit(uint64 index, uint64 term, const char *what)
 	ConditionVariableCancelSleep();
 }
 
+/* the member called name, or an error */
+static RaftpgMember
+member_by_name(const char *name)
+{
+	RaftpgMember m;
+
+	if (!find_member(0, name, &m))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("node \"%s\" is not a member of the cluster", name)));
+	return m;
+}
+
+/*
+ * Ask the worker for a membership change and wait until it is committed.
+ * what names it in errors ("add the node").
+ */
+static void
+change_membership(RaftpgRequestKind kind, uint64 id, const char *name,
+				  const char *conninfo, const char *what)
+{
+	RaftpgRequest req;
+	RaftpgReply r;
+
+	memset(&req, 0, sizeof(req));
+	req.kind = kind;
+	req.id = id;
+	if (name)
+		strlcpy(req.name, name, sizeof(req.name));
+	if (conninfo)
+		strlcpy(req.conninfo, conninfo, sizeof(req.conninfo));
+	r = submit(&req, NULL, 0);
+	report_refusal(r.rc, what);
+	wait_commit(r.index, r.term, psprintf("the change (%s)", what));
+}
+
 static void
 check_node_name(const char *name)
 {
@@ -729,8 +765,6 @@ raftpg_add_node(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	bool		voter = PG_GETARG_BOOL(2);
-	RaftpgRequest req;
-	RaftpgReply r;
 	RaftpgMember m;
 	uint64		id = 0;
 	uint64		cluster_id;
@@ -769,14 +803,7 @@ raftpg_add_node(PG_FUNCTION_ARGS)
 	/* the new server checks its name and records its id */
 	remote_prepare_join(conninfo, cluster_id, id, name, members_as_hex());
 
-	memset(&req, 0, sizeof(req));
-	req.kind = RAFTPG_REQ_ADD;
-	req.id = id;
-	strlcpy(req.name, name, sizeof(req.name));
-	strlcpy(req.conninfo, conninfo, sizeof(req.conninfo));
-	r = submit(&req, NULL, 0);
-	report_refusal(r.rc, "add the node");
-	wait_commit(r.index, r.term, "adding the node");
+	change_membership(RAFTPG_REQ_ADD, id, name, conninfo, "add the node");
 
 	if (!voter)
 		PG_RETURN_VOID();
@@ -817,12 +844,7 @@ raftpg_add_node(PG_FUNCTION_ARGS)
 	}
 	ConditionVariableCancelSleep();
 
-	memset(&req, 0, sizeof(req));
-	req.kind = RAFTPG_REQ_PROMOTE;
-	req.id = id;
-	r = submit(&req, NULL, 0);
-	report_refusal(r.rc, "promote the node");
-	wait_commit(r.index, r.term, "promoting the node");
+	change_membership(RAFTPG_REQ_PROMOTE, id, NULL, NULL, "promote the node");
 	PG_RETURN_VOID();
 }
 
@@ -836,23 +858,12 @@ Datum
 raftpg_remove_node(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	RaftpgRequest req;
-	RaftpgReply r;
-	RaftpgMember m;
 
 	RaftpgCheckPreloaded();
 	require_superuser("raftpg.remove_node()");
 	require_leader();
-	if (!find_member(0, name, &m))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("node \"%s\" is not a member of the cluster", name)));
-	memset(&req, 0, sizeof(req));
-	req.kind = RAFTPG_REQ_REMOVE;
-	req.id = m.id;
-	r = submit(&req, NULL, 0);
-	report_refusal(r.rc, "remove the node");
-	wait_commit(r.index, r.term, "removing the node");
+	change_membership(RAFTPG_REQ_REMOVE, member_by_name(name).id, NULL, NULL,
+					  "remove the node");
 	PG_RETURN_VOID();
 }
 
@@ -870,6 +881,7 @@ raftpg_transfer_leadership(PG_FUNCTION_ARGS)
 	RaftpgMember m;
 	TimestampTz deadline;
 	uint64		self;
+	bool		seen_transfer = false;
 	char	   *name = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 	RaftpgCheckPreloaded();
@@ -879,10 +891,7 @@ raftpg_transfer_leadership(PG_FUNCTION_ARGS)
 	req.kind = RAFTPG_REQ_TRANSFER;
 	if (name)
 	{
-		if (!find_member(0, name, &m))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("node \"%s\" is not a member of the cluster", name)));
+		m = member_by_name(name);
 		if (!m.voter)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -910,7 +919,10 @@ raftpg_transfer_leadership(PG_FUNCTION_ARGS)
 						 errmsg("another node than \"%s\" became the leader", name)));
 			break;
 		}
-		if (st.role == RAFTPG_ROLE_LEADER && !st.transferring)
+		/* the worker publishes after answering: see the transfer start */
+		if (st.transferring)
+			seen_transfer = true;
+		if (seen_transfer && st.role == RAFTPG_ROLE_LEADER && !st.transferring)
 		{
 			ConditionVariableCancelSleep();
 			ereport(ERROR,
