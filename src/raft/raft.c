@@ -625,6 +625,21 @@ raft_step(raft *r, const raft_message *m)
 		else if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
 				 m->type == RAFT_MSG_SNAPSHOT)
 			become_follower(r, m->term, m->from);
+		else if (m->type == RAFT_MSG_VOTE)
+		{
+			/*
+			 * A higher-term candidate: step down, but keep the election
+			 * timer running -- only granting the vote restarts it (Figure
+			 * 3.1), or a stale candidate with a fast clock could keep an
+			 * up-to-date server from ever standing.
+			 */
+			uint32_t	elapsed = r->election_elapsed;
+			uint32_t	timeout = r->randomized_timeout;
+
+			become_follower(r, m->term, 0);
+			r->election_elapsed = elapsed;
+			r->randomized_timeout = timeout;
+		}
 		else
 			become_follower(r, m->term, 0);
 	}

@@ -417,7 +417,7 @@ reject_append(raft *r, const raft_message *m)
 		raft_index	floor = RAFT_MAX(r->log.snap_index, r->commit);
 		raft_index	j = m->index;
 
-		while (j - 1 > floor && log_term_or_zero(&r->log, j - 1) == ct)
+		while (j > floor + 1 && log_term_or_zero(&r->log, j - 1) == ct)
 			j--;
 		resp.hint_term = ct;
 		resp.hint_index = j;

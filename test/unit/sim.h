@@ -31,9 +31,9 @@
 
 #include "raft.h"
 
-#define SIM_MAX_NODES	16		/* node ids 1 .. SIM_MAX_NODES - 1 */
+#define SIM_MAX_NODES	20		/* node ids 1 .. SIM_MAX_NODES - 1 */
 #define SIM_TICK		1000	/* simulated time units per nominal tick */
-#define SIM_RING		400		/* trace lines kept for a failure report */
+#define SIM_RING		1000		/* trace lines kept for a failure report */
 
 /* ----------
  * sim_util.c
@@ -128,8 +128,12 @@ typedef struct sim_storage
 typedef struct sim_vreq
 {
 	raft_term	term;
-	raft_index	index;
+	bool		ok;				/* some request of this term was at least as
+								 * up-to-date as the voter's log then */
+	raft_index	index;			/* the candidate's last entry (last request) */
 	raft_term	log_term;
+	raft_index	my_index;		/* the voter's log (in memory) then */
+	raft_term	my_term;
 } sim_vreq;
 
 typedef struct sim_prop
@@ -167,8 +171,12 @@ typedef struct sim_node
 	raft_index	snap_req;
 	raft_id		snap_from;
 
-	/* the latest VOTE / PREVOTE request received from each candidate */
-	sim_vreq	vreq[SIM_MAX_NODES][2];
+	/*
+	 * VOTE / PREVOTE requests received from each candidate, by term, in a
+	 * small ring, with this node's log at that moment.
+	 */
+#define SIM_VREQ_RING 8
+	sim_vreq	vreq[SIM_MAX_NODES][2][SIM_VREQ_RING];
 
 	/* client operations of this incarnation */
 	sim_prop   *props;
@@ -211,6 +219,9 @@ typedef struct sim_event
 /* what is known committed at an index: the first application of it */
 typedef struct sim_applied
 {
+	raft_term	claim;			/* term some node's commit index named here */
+	raft_id		claim_node;
+	raft_term	cterm;			/* the first leader term whose commit covered it */
 	raft_term	term;
 	uint8_t		type;
 	uint64_t	hash;
@@ -236,6 +247,7 @@ typedef struct sim_profile
 	double		p_dup;
 	int64_t		delay_min;
 	int64_t		delay_max;
+	int64_t		heal_delay_max;	/* in the heal phase */
 	double		p_long_delay;
 	double		p_persist_fail;
 	double		p_crash_mid;	/* crash between get_ready and persist */
@@ -252,6 +264,7 @@ typedef struct sim_profile
 	int64_t		down_max;		/* longest downtime */
 	int			compact_slack;
 	bool		campaign_at_start;
+	bool		storm;			/* membership storm */
 } sim_profile;
 
 typedef struct sim_stats
@@ -270,6 +283,7 @@ typedef struct sim_stats
 	uint64_t	snapshots;
 	uint64_t	compactions;
 	uint64_t	reads_ok;
+	uint64_t	reads_ignored;
 	uint64_t	member_changes;
 	uint64_t	transfers;
 	uint64_t	heal_ticks;
@@ -307,6 +321,7 @@ typedef struct sim
 	raft_id    *leaders;		/* term -> leader */
 	raft_term	cap_leaders;
 	raft_index	max_commit;		/* highest commit any node reached */
+	raft_index	cterm_mark;		/* applied[1..cterm_mark].cterm are set */
 	raft_index	max_acked;
 	raft_index	committed_cfg_index;	/* latest config applied anywhere */
 	raft_config committed_cfg;
@@ -317,12 +332,14 @@ typedef struct sim
 	bool		final_acked;
 	raft_index	final_index;
 	uint64_t	final_tries;
+	int64_t		final_next_try;
 
 	/* scratch owned across a possible failure */
 	raft_message scratch_msg;
 	bool		scratch_live;
 	uint8_t    *encbuf;
 	size_t		enccap;
+	uint8_t    *cur_buf;		/* the message being delivered */
 
 	/* failure */
 	jmp_buf		fail_jmp;
@@ -361,6 +378,8 @@ extern void st_free(sim_storage *st);
 extern void node_init_storage(sim *s, sim_node *n, const raft_entry *boot);
 extern void node_start(sim *s, sim_node *n);
 extern void node_crash(sim *s, sim_node *n, const char *why);
+extern void node_schedule_restart(sim *s, sim_node *n);
+extern bool node_may_crash(sim *s);
 extern void node_after_input(sim *s, sim_node *n);
 extern void node_host_loop(sim *s, sim_node *n);
 extern void node_snapshot_install(sim *s, sim_node *n);
@@ -377,6 +396,7 @@ extern void check_log_entry(sim *s, sim_node *n, raft_index index,
 extern void record_applied(sim *s, sim_node *n, const sim_entry *e);
 extern void record_committed_config(sim *s, raft_index index,
 									const raft_config *c);
+extern void check_commit_claim(sim *s, sim_node *n, raft_index commit);
 extern bool config_has(const raft_config *c, raft_id id, bool voter_only);
 extern int	config_voters(const raft_config *c);
 

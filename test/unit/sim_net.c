@@ -270,7 +270,8 @@ net_delay(sim *s)
 	if (!s->healing && rng_chance(&s->rng, s->p.p_long_delay))
 		return rng_range(&s->rng, s->p.delay_max,
 						 (int64_t) s->p.election_ticks * 3 * SIM_TICK);
-	return rng_range(&s->rng, s->p.delay_min, s->p.delay_max);
+	return rng_range(&s->rng, s->p.delay_min,
+					 s->healing ? s->p.heal_delay_max : s->p.delay_max);
 }
 
 void
@@ -368,14 +369,25 @@ net_deliver(sim *s, const sim_event *e)
 	if ((m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE) &&
 		m->from > 0 && m->from < SIM_MAX_NODES)
 	{
-		sim_vreq   *v = &n->vreq[m->from][m->type == RAFT_MSG_PREVOTE];
+		sim_vreq   *ring = n->vreq[m->from][m->type == RAFT_MSG_PREVOTE];
+		sim_vreq   *v = &ring[m->term % SIM_VREQ_RING];
 
-		if (m->term >= v->term)
+		raft_status st;
+		bool		ok;
+
+		raft_get_status(n->r, &st);
+		ok = m->log_term > st.last_term ||
+			(m->log_term == st.last_term && m->index >= st.last_index);
+		if (v->term != m->term)
 		{
 			v->term = m->term;
-			v->index = m->index;
-			v->log_term = m->log_term;
+			v->ok = false;
 		}
+		v->ok |= ok;
+		v->index = m->index;
+		v->log_term = m->log_term;
+		v->my_index = st.last_index;
+		v->my_term = st.last_term;
 	}
 
 	rc = raft_step(n->r, m);
