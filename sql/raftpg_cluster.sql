@@ -108,5 +108,22 @@ SELECT raftpg.propose('two') > 3 AS appended;
 SELECT consistent();
 SELECT convert_from(payload, 'UTF8') FROM raftpg.log WHERE kind = 1 ORDER BY index;
 
+-- the inbox is bounded: a batch that does not fit is dropped and counted,
+-- nobody waits
+SELECT raftpg.deliver((SELECT cluster_id FROM raftpg.state),
+					  convert_to(repeat('x', 20 * 1024 * 1024), 'UTF8')) AS accepted;
+DO $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + interval '60 seconds';
+BEGIN
+	WHILE (SELECT messages_dropped FROM raftpg.stats) = 0 LOOP
+		IF clock_timestamp() > deadline THEN
+			RAISE EXCEPTION 'the dropped batch was not counted';
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT consistent();
+
 -- dropping the extension ends the node: the worker lets go of the log
 DROP EXTENSION raftpg;
