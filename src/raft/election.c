@@ -89,6 +89,7 @@ leave_leadership(raft *r)
 {
 	raft_drop_appends(r);
 	progress_free_all(r);
+	r->retiring = 0;
 	r->transferee = 0;
 	r->transfer_elapsed = 0;
 }

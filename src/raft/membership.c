@@ -84,6 +84,23 @@ membership_refresh(raft *r)
 	return RAFT_OK;
 }
 
+/*
+ * The retiring server holds the configuration that removed it, it has been
+ * sent a commit index that covers it, and it answered a heartbeat since:
+ * stop replicating to it.  (Should that message have been lost, it keeps
+ * campaigning harmlessly: PreVote and the leader lease ignore it.)
+ */
+void
+membership_retire_done(raft *r, raft_progress *pr)
+{
+	if (pr->id != r->retiring || r->config_index > r->commit ||
+		pr->match < r->config_index || pr->commit_sent < r->config_index)
+		return;
+	r->retiring = 0;
+	if (progress_rebuild(r) != RAFT_OK)
+		become_follower(r, r->term, 0);
+}
+
 /* a leader no longer in the configuration, once that is committed */
 bool
 membership_leader_removed(raft *r)
@@ -136,6 +153,7 @@ propose_config(raft *r, raft_config *nc, raft_index *index)
 {
 	raft_entry	e;
 	int			rc;
+	uint32_t	i;
 
 	memset(&e, 0, sizeof(e));
 	rc = raft_config_encode_alloc(nc, &e.data, &e.len);
@@ -153,6 +171,12 @@ propose_config(raft *r, raft_config *nc, raft_index *index)
 		raft_config_free(nc);
 		return rc;
 	}
+	/* a removed server keeps getting the log until it knows (4.2.3) */
+	r->retiring = 0;
+	for (i = 0; i < r->config.n; i++)
+		if (raft_config_index_of(nc, r->config.servers[i].id) < 0 &&
+			r->config.servers[i].id != r->id)
+			r->retiring = r->config.servers[i].id;
 	raft_config_free(&r->config);
 	r->config = *nc;
 	r->config_index = e.index;

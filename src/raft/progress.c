@@ -57,7 +57,8 @@ progress_reset(raft *r, raft_progress *pr)
 
 /*
  * Make prs hold one entry per member of the configuration other than this
- * server, keeping what is known of members that stay.  On RAFT_ENOMEM the
+ * server (and one for a retiring server), keeping what is known of members
+ * that stay.  On RAFT_ENOMEM the
  * old array is untouched.
  */
 int
@@ -68,14 +69,23 @@ progress_rebuild(raft *r)
 	uint32_t	i;
 	size_t		k;
 
-	nprs = raft_calloc(r->config.n ? r->config.n : 1, sizeof(raft_progress));
+	nprs = raft_calloc(r->config.n + 1, sizeof(raft_progress));
 	if (nprs == NULL)
 		return RAFT_ENOMEM;
-	for (i = 0; i < r->config.n; i++)
+	for (i = 0; i <= r->config.n; i++)
 	{
-		raft_id		id = r->config.servers[i].id;
-		raft_progress *old = progress_get(r, id);
+		raft_id		id;
+		raft_progress *old;
 
+		/* the members, then a retiring server not among them */
+		if (i < r->config.n)
+			id = r->config.servers[i].id;
+		else if (r->retiring != 0 &&
+				 raft_config_index_of(&r->config, r->retiring) < 0)
+			id = r->retiring;
+		else
+			break;
+		old = progress_get(r, id);
 		if (id == r->id)
 			continue;
 		if (old)

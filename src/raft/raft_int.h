@@ -55,6 +55,7 @@ typedef struct raft_progress
 	uint32_t	snapshot_ticks; /* SNAPSHOT: ticks since sent */
 	uint64_t	ticks_since_contact;
 	uint64_t	read_ack;		/* highest heartbeat ctx acknowledged */
+	raft_index	commit_sent;	/* highest commit index sent to it */
 	/* inflight APPENDs: a ring of the last index each carried */
 	raft_index *inflight;
 	uint32_t	in_cap;
@@ -127,6 +128,14 @@ struct raft
 	size_t		n_prs;
 	raft_id		transferee;
 	uint32_t	transfer_elapsed;
+
+	/*
+	 * A server the latest (uncommitted) configuration removed: the leader
+	 * keeps replicating to it -- without counting it anywhere -- until it
+	 * holds that configuration and knows it is committed, so that it learns
+	 * of its removal instead of campaigning for ever (4.2.3).
+	 */
+	raft_id		retiring;
 
 	/* ReadIndex */
 	raft_pending_read *reads;
@@ -206,6 +215,7 @@ extern bool progress_inflight_full(const raft *r, const raft_progress *pr);
 extern int	membership_refresh(raft *r);
 extern int	membership_check_entries(const raft_entry *ents, size_t n);
 extern bool membership_leader_removed(raft *r);
+extern void membership_retire_done(raft *r, raft_progress *pr);
 
 /* readindex.c */
 extern void readindex_leader_committed(raft *r);

@@ -95,6 +95,7 @@ replication_send_append(raft *r, raft_progress *pr, bool send_empty)
 	m.commit = r->commit;
 	m.n_entries = n;
 	raft_emit(r, &m, pr->next);
+	pr->commit_sent = RAFT_MAX(pr->commit_sent, RAFT_MIN(r->commit, prev + n));
 
 	if (pr->state == RAFT_PROGRESS_REPLICATE && n > 0)
 	{
@@ -133,6 +134,7 @@ replication_broadcast_heartbeat(raft *r, uint64_t ctx)
 		m.commit = RAFT_MIN(r->prs[i].match, r->commit);
 		m.ctx = ctx;
 		raft_emit(r, &m, 0);
+		r->prs[i].commit_sent = RAFT_MAX(r->prs[i].commit_sent, m.commit);
 	}
 }
 
@@ -377,6 +379,8 @@ replication_handle_heartbeat_resp(raft *r, const raft_message *m)
 		pr->read_ack = m->ctx;
 		readindex_heartbeat_acked(r);
 	}
+	/* last: it may free pr */
+	membership_retire_done(r, pr);
 }
 
 /* ----------

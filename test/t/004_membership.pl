@@ -60,8 +60,10 @@ $n1->safe_psql('postgres', q{SELECT raftpg.remove_node('node2')});
 write_some($n1, 5);
 is( $n1->safe_psql('postgres', q{SELECT string_agg(node_name, ',' ORDER BY node_id) FROM raftpg.nodes}),
 	'node1,node3,node4,node5', 'node2 is gone from the configuration');
-# node2 may never hear of its removal (dissertation 4.2.3); with PreVote and
-# the leader lease its elections must not disturb the cluster
+# the leader keeps replicating to node2 until it holds its own removal
+$n2->poll_query_until('postgres', 'SELECT NOT voter FROM raftpg.status()')
+  or die 'node2 never learned of its removal';
+pass('node2 learned that it is no longer a voter');
 my $term = $n1->safe_psql('postgres', 'SELECT term FROM raftpg.status()');
 
 write_some($n1, 5);
