@@ -7,8 +7,10 @@
  * as it is appended, committed or not; a truncation that removes it brings
  * back the one before.  The current configuration is therefore always the
  * last configuration entry of the log view, or the snapshot's when the log
- * has none: membership_refresh() recomputes exactly that, so there is no
- * second source of truth to drift.
+ * has none: membership_config_at() computes exactly that, before any change
+ * to the log is made, and membership_install() puts it in force without
+ * allocating, so that nothing can fail between changing the log and
+ * changing the configuration.
  *
  * A leader proposes a change only when the previous one is committed (one
  * change in flight) and an entry of its own term is committed (the
@@ -49,39 +51,86 @@ membership_check_entries(const raft_entry *ents, size_t n)
 	return RAFT_OK;
 }
 
+/*
+ * The configuration in force at index upto of the log view: the last
+ * configuration entry at or before it, else the snapshot's.  Allocates
+ * (decodes or copies) into *out; nothing else changes.
+ */
 int
-membership_refresh(raft *r)
+membership_config_at(raft *r, raft_index upto, raft_config *out,
+					 raft_index *out_index)
 {
 	raft_index	i;
-	raft_index	last = log_last_index(&r->log);
 	const raft_entry *e = NULL;
-	raft_config c;
-	int			rc;
 
-	for (i = last; i > r->log.snap_index; i--)
+	memset(out, 0, sizeof(*out));
+	for (i = RAFT_MIN(upto, log_last_index(&r->log)); i > r->log.snap_index; i--)
 	{
 		e = log_get(&r->log, i);
 		if (e->type == RAFT_ENTRY_CONFIG)
-			break;
+		{
+			*out_index = i;
+			return raft_decode_config(e->data, e->len, out);
+		}
 	}
-	memset(&c, 0, sizeof(c));
-	if (i > r->log.snap_index)
-		rc = raft_decode_config(e->data, e->len, &c);
-	else
-	{
-		rc = raft_config_copy(&r->snap_config, &c);
-		i = r->snap_config.n > 0 ? r->log.snap_index : 0;
-	}
-	if (rc != RAFT_OK)
-		return rc;
+	*out_index = r->snap_config.n > 0 ? r->log.snap_index : 0;
+	return raft_config_copy(&r->snap_config, out);
+}
 
+/*
+ * Make c (taken over) the configuration in force, from entry index.  The
+ * configuration it replaces is kept until the host has persisted the log
+ * that changed it (membership_stabilized), so that a failed persistence can
+ * put it back without allocating (membership_revert).  A leader passes
+ * the progress array it prepared for c; cannot fail.
+ */
+void
+membership_install(raft *r, raft_config *c, raft_index index,
+				   raft_progress *nprs, size_t n_prs)
+{
+	if (!r->has_saved_config)
+	{
+		r->saved_config = r->config;
+		r->saved_config_index = r->config_index;
+		r->has_saved_config = true;
+	}
+	else
+		raft_config_free(&r->config);
+	r->config = *c;
+	r->config_index = index;
+	memset(c, 0, sizeof(*c));
+	memset(r->votes, 0, sizeof(r->votes));
+	if (nprs != NULL)
+		progress_install(r, nprs, n_prs);
+	else if (r->role == RAFT_LEADER && progress_rebuild(r) != RAFT_OK)
+		become_follower(r, r->term, 0);
+}
+
+/* the host persisted the log: the saved configuration is history */
+void
+membership_stabilized(raft *r)
+{
+	if (r->has_saved_config)
+	{
+		raft_config_free(&r->saved_config);
+		r->has_saved_config = false;
+	}
+}
+
+/* the host failed to persist: the durable log's configuration is back */
+void
+membership_revert(raft *r)
+{
+	if (!r->has_saved_config)
+		return;
 	raft_config_free(&r->config);
-	r->config = c;
-	r->config_index = i;
+	r->config = r->saved_config;
+	r->config_index = r->saved_config_index;
+	memset(&r->saved_config, 0, sizeof(r->saved_config));
+	r->has_saved_config = false;
 	memset(r->votes, 0, sizeof(r->votes));
 	if (r->role == RAFT_LEADER && progress_rebuild(r) != RAFT_OK)
 		become_follower(r, r->term, 0);
-	return RAFT_OK;
 }
 
 /*
@@ -98,7 +147,7 @@ membership_retire_done(raft *r, raft_progress *pr)
 		return;
 	r->retiring = 0;
 	if (progress_rebuild(r) != RAFT_OK)
-		become_follower(r, r->term, 0);
+		r->retiring = pr->id;	/* keep it; try again on its next answer */
 }
 
 /* a leader no longer in the configuration, once that is committed */
@@ -152,42 +201,51 @@ static int
 propose_config(raft *r, raft_config *nc, raft_index *index)
 {
 	raft_entry	e;
+	raft_progress *nprs;
+	size_t		n_prs;
+	raft_id		retiring = 0;
 	int			rc;
 	uint32_t	i;
 
-	memset(&e, 0, sizeof(e));
-	rc = raft_config_encode_alloc(nc, &e.data, &e.len);
-	if (rc != RAFT_OK)
-	{
-		raft_config_free(nc);
-		return rc;
-	}
-	e.term = r->term;
-	e.type = RAFT_ENTRY_CONFIG;
-	rc = log_append_owned(&r->log, &e, 1);
-	if (rc != RAFT_OK)
-	{
-		raft_free(e.data);
-		raft_config_free(nc);
-		return rc;
-	}
 	/* a removed server keeps getting the log until it knows (4.2.3) */
-	r->retiring = 0;
 	for (i = 0; i < r->config.n; i++)
 		if (raft_config_index_of(nc, r->config.servers[i].id) < 0 &&
 			r->config.servers[i].id != r->id)
-			r->retiring = r->config.servers[i].id;
-	raft_config_free(&r->config);
-	r->config = *nc;
-	r->config_index = e.index;
+			retiring = r->config.servers[i].id;
+
+	/* everything that can fail, first */
+	memset(&e, 0, sizeof(e));
+	rc = progress_prepare(r, nc, retiring, &nprs, &n_prs);
+	if (rc == RAFT_OK)
+	{
+		rc = raft_config_encode_alloc(nc, &e.data, &e.len);
+		if (rc == RAFT_OK)
+		{
+			e.term = r->term;
+			e.type = RAFT_ENTRY_CONFIG;
+			rc = log_append_owned(&r->log, &e, 1);
+			if (rc != RAFT_OK)
+				raft_free(e.data);
+		}
+		if (rc != RAFT_OK)
+		{
+			/* give back the prepared array: free only what it made */
+			for (i = 0; i < n_prs; i++)
+				if (progress_get(r, nprs[i].id) == NULL)
+					raft_free(nprs[i].inflight);
+			raft_free(nprs);
+		}
+	}
+	if (rc != RAFT_OK)
+	{
+		raft_config_free(nc);
+		return rc;
+	}
+
+	r->retiring = retiring;
 	if (index)
 		*index = e.index;
-	if (progress_rebuild(r) != RAFT_OK)
-	{
-		/* the entry is in the log; a leader that cannot track it resigns */
-		become_follower(r, r->term, 0);
-		return RAFT_OK;
-	}
+	membership_install(r, nc, e.index, nprs, n_prs);
 	replication_broadcast_append(r);
 	return RAFT_OK;
 }

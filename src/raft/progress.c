@@ -56,43 +56,41 @@ progress_reset(raft *r, raft_progress *pr)
 }
 
 /*
- * Make prs hold one entry per member of the configuration other than this
- * server (and one for a retiring server), keeping what is known of members
- * that stay.  On RAFT_ENOMEM the
- * old array is untouched.
+ * Build the progress array for configuration c (and a retiring server not
+ * in it) without changing r: members that stay keep what is known of them
+ * (their entries are copied, their inflight rings shared until
+ * progress_install), new ones start afresh.  On RAFT_ENOMEM nothing
+ * changed.
  */
 int
-progress_rebuild(raft *r)
+progress_prepare(raft *r, const raft_config *c, raft_id retiring,
+				 raft_progress **out, size_t *out_n)
 {
 	raft_progress *nprs;
 	size_t		n = 0;
 	uint32_t	i;
 	size_t		k;
 
-	nprs = raft_calloc(r->config.n + 1, sizeof(raft_progress));
+	nprs = raft_calloc(c->n + 1, sizeof(raft_progress));
 	if (nprs == NULL)
 		return RAFT_ENOMEM;
-	for (i = 0; i <= r->config.n; i++)
+	for (i = 0; i <= c->n; i++)
 	{
 		raft_id		id;
 		raft_progress *old;
 
 		/* the members, then a retiring server not among them */
-		if (i < r->config.n)
-			id = r->config.servers[i].id;
-		else if (r->retiring != 0 &&
-				 raft_config_index_of(&r->config, r->retiring) < 0)
-			id = r->retiring;
+		if (i < c->n)
+			id = c->servers[i].id;
+		else if (retiring != 0 && raft_config_index_of(c, retiring) < 0)
+			id = retiring;
 		else
 			break;
-		old = progress_get(r, id);
 		if (id == r->id)
 			continue;
+		old = progress_get(r, id);
 		if (old)
-		{
 			nprs[n] = *old;
-			old->inflight = NULL;
-		}
 		else
 		{
 			nprs[n].id = id;
@@ -100,16 +98,9 @@ progress_rebuild(raft *r)
 			nprs[n].inflight = raft_calloc(nprs[n].in_cap, sizeof(raft_index));
 			if (nprs[n].inflight == NULL)
 			{
-				/* give back what was taken over, free what was made */
 				for (k = 0; k < n; k++)
-				{
-					raft_progress *o = progress_get(r, nprs[k].id);
-
-					if (o)
-						o->inflight = nprs[k].inflight;
-					else
+					if (progress_get(r, nprs[k].id) == NULL)
 						raft_free(nprs[k].inflight);
-				}
 				raft_free(nprs);
 				return RAFT_ENOMEM;
 			}
@@ -117,10 +108,45 @@ progress_rebuild(raft *r)
 		}
 		n++;
 	}
-	progress_free_all(r);
+	*out = nprs;
+	*out_n = n;
+	return RAFT_OK;
+}
+
+/* make an array from progress_prepare r's; cannot fail */
+void
+progress_install(raft *r, raft_progress *nprs, size_t n)
+{
+	size_t		i,
+				k;
+
+	for (i = 0; i < r->n_prs; i++)
+	{
+		bool		kept = false;
+
+		for (k = 0; k < n; k++)
+			if (nprs[k].id == r->prs[i].id)
+				kept = true;
+		if (!kept)
+			raft_free(r->prs[i].inflight);
+	}
+	raft_free(r->prs);
 	r->prs = nprs;
 	r->n_prs = n;
-	return RAFT_OK;
+}
+
+/* one entry per member of the configuration (and the retiring server) */
+int
+progress_rebuild(raft *r)
+{
+	raft_progress *nprs;
+	size_t		n;
+	int			rc;
+
+	rc = progress_prepare(r, &r->config, r->retiring, &nprs, &n);
+	if (rc == RAFT_OK)
+		progress_install(r, nprs, n);
+	return rc;
 }
 
 void

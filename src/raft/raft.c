@@ -138,7 +138,8 @@ raft_create(const raft_options *o, const raft_restore *rs, raft **out)
 	if (rc == RAFT_OK && rs->snapshot_config.n > 0)
 		rc = raft_config_copy(&rs->snapshot_config, &r->snap_config);
 	if (rc == RAFT_OK)
-		rc = membership_refresh(r);
+		rc = membership_config_at(r, log_last_index(&r->log), &r->config,
+								  &r->config_index);
 	if (rc == RAFT_OK &&
 		(rs->applied > log_last_index(&r->log) ||
 		 rs->applied < rs->snapshot_index))
@@ -201,6 +202,7 @@ raft_destroy(raft *r)
 	log_free(&r->log);
 	raft_config_free(&r->config);
 	raft_config_free(&r->snap_config);
+	raft_config_free(&r->saved_config);
 	raft_config_free(&r->snap_req.config);
 	progress_free_all(r);
 	raft_free(r->reads);
@@ -527,6 +529,7 @@ raft_advance(raft *r)
 	r->in_ready = false;
 	r->stable_hs = r->ready_hs;
 	log_stabilize(&r->log);
+	membership_stabilized(r);
 	release_held(r);
 
 	if (r->role == RAFT_CANDIDATE)
@@ -585,9 +588,7 @@ raft_persist_failed(raft *r)
 		become_follower(r, old, 0);
 	}
 	r->commit = safe_commit;
-	if (membership_refresh(r) != RAFT_OK)
-		raft_assert_fail("configuration in the durable log does not decode",
-						 __FILE__, __LINE__);
+	membership_revert(r);
 	release_held(r);
 }
 

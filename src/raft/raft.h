@@ -45,12 +45,9 @@
  *
  * Memory: the core allocates only through the hook installed with
  * raft_set_allocator(); a failed allocation is reported as RAFT_ENOMEM and
- * leaves the core as it was before the call -- except in three places that
- * must re-derive the configuration after the log changed (a follower's
- * append of a configuration entry, raft_persist_failed, raft_snapshot_done),
- * where the core stops the process with an assertion instead; the host then
- * restarts from its durable state.  (Known limitation, to be removed by
- * caching decoded configurations.)  Pointers in a ready batch
+ * leaves the core as it was before the call.  raft_advance() and
+ * raft_persist_failed() cannot fail: where they lack memory, a message is
+ * dropped or a leader steps down, as the protocol allows.  Pointers in a ready batch
  * (entries, messages, their data) belong to the core and stay valid until
  * raft_advance() or raft_persist_failed().
  *

@@ -108,6 +108,10 @@ struct raft
 	raft_config config;
 	raft_index	config_index;
 	raft_config snap_config;
+	/* the configuration of the durable log while the overlay changes it */
+	raft_config saved_config;
+	raft_index	saved_config_index;
+	bool		has_saved_config;
 
 	/* timers, in ticks */
 	uint32_t	election_elapsed;
@@ -197,6 +201,9 @@ extern int	replication_append_local(raft *r, raft_entry *ents, size_t n);
 
 /* progress.c */
 extern int	progress_rebuild(raft *r);
+extern int	progress_prepare(raft *r, const raft_config *c, raft_id retiring,
+							 raft_progress **out, size_t *out_n);
+extern void progress_install(raft *r, raft_progress *nprs, size_t n);
 extern raft_progress *progress_get(raft *r, raft_id id);
 extern void progress_free_all(raft *r);
 extern void progress_reset(raft *r, raft_progress *pr);
@@ -212,7 +219,12 @@ extern void progress_inflight_free_first(raft_progress *pr);
 extern bool progress_inflight_full(const raft *r, const raft_progress *pr);
 
 /* membership.c */
-extern int	membership_refresh(raft *r);
+extern int	membership_config_at(raft *r, raft_index upto, raft_config *out,
+								 raft_index *out_index);
+extern void membership_install(raft *r, raft_config *c, raft_index index,
+							   raft_progress *nprs, size_t n_prs);
+extern void membership_stabilized(raft *r);
+extern void membership_revert(raft *r);
 extern int	membership_check_entries(const raft_entry *ents, size_t n);
 extern bool membership_leader_removed(raft *r);
 extern void membership_retire_done(raft *r, raft_progress *pr);

@@ -464,6 +464,9 @@ replication_handle_append(raft *r, const raft_message *m)
 	raft_index	from;
 	raft_index	last_new;
 	bool		config_touched = false;
+	raft_config nc;
+	raft_index	nc_index = 0;
+	uint32_t	j;
 	int			rc;
 
 	heard_from_leader(r, m);
@@ -508,23 +511,38 @@ replication_handle_append(raft *r, const raft_message *m)
 		/* a committed entry never conflicts (Log Matching, 3.5) */
 		RAFT_ASSERT(from > r->commit);
 		rc = validate_entries(m, m->entries + k, m->n_entries - k);
+
+		/*
+		 * Configurations take effect when appended (4.1), and a truncation
+		 * brings back the one before: work out which will be in force and
+		 * decode it now, before the log changes, so nothing can fail after.
+		 */
+		memset(&nc, 0, sizeof(nc));
+		for (j = m->n_entries; rc == RAFT_OK && j > k; j--)
+			if (m->entries[j - 1].type == RAFT_ENTRY_CONFIG)
+			{
+				config_touched = true;
+				nc_index = m->index + j;
+				rc = raft_decode_config(m->entries[j - 1].data,
+										m->entries[j - 1].len, &nc);
+				break;
+			}
+		if (rc == RAFT_OK && !config_touched && r->config_index >= from)
+		{
+			config_touched = true;
+			rc = membership_config_at(r, from - 1, &nc, &nc_index);
+		}
 		if (rc == RAFT_OK)
 			rc = log_replace(&r->log, from, m->entries + k, m->n_entries - k);
 		if (rc != RAFT_OK)
 		{
 			/* refused whole, nothing changed: tell the leader and the host */
+			raft_config_free(&nc);
 			reject_append(r, m);
 			return rc;
 		}
-		if (r->config_index >= from)
-			config_touched = true;
-		for (; k < m->n_entries; k++)
-			if (m->entries[k].type == RAFT_ENTRY_CONFIG)
-				config_touched = true;
-		/* configurations take effect when appended (4.1) */
-		if (config_touched && membership_refresh(r) != RAFT_OK)
-			raft_assert_fail("out of memory decoding a validated configuration",
-							 __FILE__, __LINE__);
+		if (config_touched)
+			membership_install(r, &nc, nc_index, NULL, 0);
 	}
 
 	last_new = m->index + m->n_entries;
@@ -588,6 +606,8 @@ raft_snapshot_done(raft *r, bool ok, raft_index index, raft_term term,
 {
 	raft_message resp;
 	raft_config copy;
+	raft_config nc;
+	raft_index	nc_index = 0;
 	raft_id		to;
 
 	RAFT_ASSERT(!r->in_ready);
@@ -595,11 +615,41 @@ raft_snapshot_done(raft *r, bool ok, raft_index index, raft_term term,
 		return RAFT_EINVAL;
 	if (ok)
 	{
+		raft_term	t;
+		raft_index	last_cfg = 0;
+		bool		keeps_suffix;
+
 		if (index < r->applied || index < r->snap_req.index || term == 0 ||
 			raft_config_validate(c) != RAFT_OK)
 			return RAFT_EINVAL;
 		if (raft_config_copy(c, &copy) != RAFT_OK)
 			return RAFT_ENOMEM;
+
+		/*
+		 * The configuration after the install: the last one in the suffix
+		 * the log keeps (log_install_snapshot's rule), else the snapshot's.
+		 * Decoded now, before anything changes.
+		 */
+		keeps_suffix = index > r->log.snap_index &&
+			log_term(&r->log, index, &t) == RAFT_OK && t == term;
+		memset(&nc, 0, sizeof(nc));
+		if (keeps_suffix &&
+			membership_config_at(r, log_last_index(&r->log), &nc, &last_cfg) != RAFT_OK)
+		{
+			raft_config_free(&copy);
+			return RAFT_ENOMEM;
+		}
+		if (!keeps_suffix || last_cfg <= index)
+		{
+			raft_config_free(&nc);
+			if (raft_config_copy(c, &nc) != RAFT_OK)
+			{
+				raft_config_free(&copy);
+				return RAFT_ENOMEM;
+			}
+			last_cfg = index;
+		}
+		nc_index = last_cfg;
 	}
 
 	to = r->leader ? r->leader : r->snap_req.from;
@@ -624,9 +674,9 @@ raft_snapshot_done(raft *r, bool ok, raft_index index, raft_term term,
 	log_install_snapshot(&r->log, index, term);
 	raft_config_free(&r->snap_config);
 	r->snap_config = copy;
-	if (membership_refresh(r) != RAFT_OK)
-		raft_assert_fail("out of memory installing a snapshot configuration",
-						 __FILE__, __LINE__);
+	/* all of it is durable already: nothing to keep for a revert */
+	membership_install(r, &nc, nc_index, NULL, 0);
+	membership_stabilized(r);
 	r->commit = RAFT_MAX(r->commit, index);
 	r->applied = RAFT_MAX(r->applied, index);
 	r->stable_hs.commit = RAFT_MAX(r->stable_hs.commit, index);

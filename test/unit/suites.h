@@ -2,3 +2,4 @@
 SUITE(suite_codec)
 SUITE(suite_config)
 SUITE(suite_scenarios)
+SUITE(suite_oom)
