@@ -22,6 +22,7 @@
 
 #include "raft.h"
 #include "config.h"
+#include "msg_equal.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -77,45 +78,6 @@ count_free(void *ctx, void *ptr)
 
 static const raft_allocator counting = {NULL, count_alloc, count_realloc, count_free};
 
-static bool
-is_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	size_t		i;
-
-	for (i = 0; i < n; i++)
-	{
-		if (b[i] != 0)
-			return false;
-	}
-	return true;
-}
-
-static bool
-msg_equal(const raft_message *a, const raft_message *b)
-{
-	uint32_t	i;
-
-	if (a->type != b->type || a->flags != b->flags || a->reject != b->reject ||
-		a->from != b->from || a->to != b->to || a->term != b->term ||
-		a->index != b->index || a->log_term != b->log_term ||
-		a->commit != b->commit || a->hint_term != b->hint_term ||
-		a->hint_index != b->hint_index || a->ctx != b->ctx ||
-		a->n_entries != b->n_entries)
-		return false;
-	for (i = 0; i < a->n_entries; i++)
-	{
-		const raft_entry *x = &a->entries[i];
-		const raft_entry *y = &b->entries[i];
-
-		if (x->term != y->term || x->index != y->index || x->type != y->type ||
-			x->len != y->len)
-			return false;
-		if (x->len > 0 && memcmp(x->data, y->data, x->len) != 0)
-			return false;
-	}
-	return raft_config_equal(&a->config, &b->config);
-}
 
 static void
 fuzz_message(const uint8_t *data, size_t size)

@@ -17,6 +17,7 @@
 #include "raft.h"
 #include "config.h"
 #include "unit.h"
+#include "msg_equal.h"
 
 void		suite_codec(void);
 
@@ -234,45 +235,6 @@ static const raft_config config3 = {3, servers3};
 static uint8_t payload_a[] = "INSERT INTO t VALUES (1)";
 static uint8_t payload_b[] = {0, 1, 2, 0xfe, 0xff};
 
-static bool
-is_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	size_t		i;
-
-	for (i = 0; i < n; i++)
-	{
-		if (b[i] != 0)
-			return false;
-	}
-	return true;
-}
-
-static bool
-msg_equal(const raft_message *a, const raft_message *b)
-{
-	uint32_t	i;
-
-	if (a->type != b->type || a->flags != b->flags || a->reject != b->reject ||
-		a->from != b->from || a->to != b->to || a->term != b->term ||
-		a->index != b->index || a->log_term != b->log_term ||
-		a->commit != b->commit || a->hint_term != b->hint_term ||
-		a->hint_index != b->hint_index || a->ctx != b->ctx ||
-		a->n_entries != b->n_entries)
-		return false;
-	for (i = 0; i < a->n_entries; i++)
-	{
-		const raft_entry *x = &a->entries[i];
-		const raft_entry *y = &b->entries[i];
-
-		if (x->term != y->term || x->index != y->index || x->type != y->type ||
-			x->len != y->len)
-			return false;
-		if (x->len > 0 && memcmp(x->data, y->data, x->len) != 0)
-			return false;
-	}
-	return raft_config_equal(&a->config, &b->config);
-}
 
 /*
  * A message of the given kind with every field set to something distinct,
