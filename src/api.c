@@ -233,6 +233,20 @@ remaining_ms(TimestampTz deadline)
 }
 
 /*
+ * One wait on the worker's condition variable, at most max_ms and never
+ * past deadline; the caller has prepared to sleep and re-checks its
+ * condition after.
+ */
+static void
+wait_step(TimestampTz deadline, long max_ms)
+{
+	(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
+									   Min(remaining_ms(deadline), max_ms),
+									   PG_WAIT_EXTENSION);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
  * Hand a request to the worker and wait for its answer (not for the
  * commit).  body may be NULL.
  */
@@ -283,9 +297,7 @@ submit(RaftpgRequest *req, const void *body, Size len)
 					 errmsg("the raftpg node worker did not answer within raftpg.commit_timeout"),
 					 errhint("Check the server log and raftpg.status().")));
 		}
-		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-										   Min(remaining_ms(deadline), 1000),
-										   PG_WAIT_EXTENSION);
+		wait_step(deadline, 1000);
 	}
 	ConditionVariableCancelSleep();
 	return r;
@@ -385,10 +397,7 @@ wait_commit(uint64 index, uint64 term, const char *what)
 							   index, term),
 					 errhint("Check that a majority of the nodes is reachable (raftpg.nodes).")));
 		}
-		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-										   Min(remaining_ms(deadline), 1000),
-										   PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
+		wait_step(deadline, 1000);
 	}
 	ConditionVariableCancelSleep();
 }
@@ -837,10 +846,7 @@ raftpg_add_node(PG_FUNCTION_ARGS)
 					 errmsg("node \"%s\" joined as a learner but did not catch up within raftpg.commit_timeout", name),
 					 errhint("Check that the leader can reach it at \"%s\"; promote it later by calling raftpg.add_node() again is not possible, remove and add it instead.", conninfo)));
 		}
-		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-										   Min(remaining_ms(deadline), 100),
-										   PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
+		wait_step(deadline, 100);
 	}
 	ConditionVariableCancelSleep();
 
@@ -937,10 +943,7 @@ raftpg_transfer_leadership(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("no new leader emerged within raftpg.commit_timeout")));
 		}
-		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-										   Min(remaining_ms(deadline), 100),
-										   PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
+		wait_step(deadline, 100);
 	}
 	PG_RETURN_VOID();
 }

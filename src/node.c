@@ -254,6 +254,8 @@ node_try_load(void)
 	pgstat_report_activity(STATE_RUNNING, "raftpg: loading the log");
 	if (StorageResolve())
 	{
+		raft_config_free(&state.snapshot_config);
+		raft_config_free(&state.contacts);
 		StorageReadState(&state);
 		if (state.node_id != 0)
 		{
@@ -510,6 +512,13 @@ node_requests(void)
 		memcpy(&req, rec, sizeof(RaftpgRequest));
 		req.name[RAFTPG_NAME_LEN - 1] = '\0';
 		req.conninfo[RAFTPG_CONNINFO_LEN - 1] = '\0';
+		if (core == NULL)
+		{
+			/* not a member (yet, or any more) */
+			reply(&req, RAFT_ENOTLEADER, 0, 0);
+			any = true;
+			continue;
+		}
 		switch (req.kind)
 		{
 			case RAFTPG_REQ_PROPOSE:
@@ -545,29 +554,11 @@ node_requests(void)
 		ConditionVariableBroadcast(&RaftpgShmem->cv);
 }
 
-/* not a member: answer every request with "not the leader" */
+/* not a member: requests are refused (node_requests), messages dropped */
 static void
 node_refuse_requests(void)
 {
-	int			cursor = 0;
-	const char *rec;
-	uint32		len;
-
-	resetStringInfo(&drain_buf);
-	if (MailboxDrain(RaftpgRequests, &drain_buf) > 0)
-	{
-		while (MailboxNext(&drain_buf, &cursor, &rec, &len))
-		{
-			RaftpgRequest req;
-
-			if (len < sizeof(RaftpgRequest))
-				continue;
-			memcpy(&req, rec, sizeof(RaftpgRequest));
-			reply(&req, RAFT_ENOTLEADER, 0, 0);
-		}
-		ConditionVariableBroadcast(&RaftpgShmem->cv);
-	}
-	/* and drop what peers sent: there is no node to give it to */
+	node_requests();
 	resetStringInfo(&drain_buf);
 	(void) MailboxDrain(RaftpgInbox, &drain_buf);
 }

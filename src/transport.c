@@ -315,6 +315,21 @@ TransportQueue(TransportPeer *p, const uint8 *msg, size_t len)
 	p->queued++;
 }
 
+/* push what libpq holds for p onto the socket, as far as it takes it */
+static void
+peer_flush(TransportPeer *p)
+{
+	int			r;
+
+	if (!p->flush_pending)
+		return;
+	r = PQflush(p->conn);
+	if (r < 0)
+		peer_disconnect(p, PQerrorMessage(p->conn));
+	else
+		p->flush_pending = (r == 1);
+}
+
 /* send what is queued for every peer, one deliver() call each */
 void
 TransportFlush(uint64 cluster_id)
@@ -351,15 +366,7 @@ TransportFlush(uint64 cluster_id)
 			resetStringInfo(&p->out);
 			p->flush_pending = true;
 		}
-		if (p->flush_pending)
-		{
-			int			r = PQflush(p->conn);
-
-			if (r < 0)
-				peer_disconnect(p, PQerrorMessage(p->conn));
-			else
-				p->flush_pending = (r == 1);
-		}
+		peer_flush(p);
 	}
 }
 
@@ -460,15 +467,8 @@ TransportPoll(void)
 				break;
 			case PEER_READY:
 				peer_consume(p);
-				if (p->state == PEER_READY && p->flush_pending)
-				{
-					int			r = PQflush(p->conn);
-
-					if (r < 0)
-						peer_disconnect(p, PQerrorMessage(p->conn));
-					else
-						p->flush_pending = (r == 1);
-				}
+				if (p->state == PEER_READY)
+					peer_flush(p);
 				break;
 		}
 	}

@@ -46,17 +46,16 @@ static raft_server servers[3] = {
 	{1, RAFT_VOTER, "n1", "a1"}, {2, RAFT_VOTER, "n2", "a2"}, {3, RAFT_LEARNER, "n3", "a3"}
 };
 
-/* a node of the configuration {1, 2, 3L} with only the bootstrap entry */
+/* node id of a cluster bootstrapped with configuration c, term 1 */
 static raft *
-make_node(raft_id id)
+make_node_of(raft_id id, const raft_config *c)
 {
-	raft_config c = {3, servers};
 	raft_entry	boot;
 	raft_options o;
 	raft_restore rs;
 	raft	   *r;
 
-	CHECK_EQ(raft_bootstrap_entry(&c, &boot), RAFT_OK);
+	CHECK_EQ(raft_bootstrap_entry(c, &boot), RAFT_OK);
 	raft_options_init(&o, id);
 	memset(&rs, 0, sizeof(rs));
 	rs.hard_state.term = 1;
@@ -65,6 +64,15 @@ make_node(raft_id id)
 	CHECK_EQ(raft_create(&o, &rs, &r), RAFT_OK);
 	raft_free(boot.data);
 	return r;
+}
+
+/* a node of the configuration {1, 2, 3L} with only the bootstrap entry */
+static raft *
+make_node(raft_id id)
+{
+	raft_config c = {3, servers};
+
+	return make_node_of(id, &c);
 }
 
 static void
@@ -167,9 +175,6 @@ leader_calls(void)
 		{
 			raft_server one = {1, RAFT_VOTER, "n1", "a1"};
 			raft_config c = {1, &one};
-			raft_entry	boot;
-			raft_options o;
-			raft_restore rs;
 			raft	   *r;
 			raft_status before,
 						after;
@@ -178,14 +183,7 @@ leader_calls(void)
 			raft_ready	rd;
 			int			rc;
 
-			CHECK_EQ(raft_bootstrap_entry(&c, &boot), RAFT_OK);
-			raft_options_init(&o, 1);
-			memset(&rs, 0, sizeof(rs));
-			rs.hard_state.term = 1;
-			rs.entries = &boot;
-			rs.n_entries = 1;
-			CHECK_EQ(raft_create(&o, &rs, &r), RAFT_OK);
-			raft_free(boot.data);
+			r = make_node_of(1, &c);
 			CHECK_EQ(raft_campaign(r), RAFT_OK);
 			drain(r);
 			drain(r);
