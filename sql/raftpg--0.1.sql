@@ -179,3 +179,100 @@ LANGUAGE C STRICT VOLATILE;
 
 CREATE VIEW raftpg.stats AS SELECT * FROM raftpg.stats();
 COMMENT ON VIEW raftpg.stats IS 'raftpg counters since the server started';
+
+-- ---------------------------------------------------------------------
+-- Replicated tables (see doc/replicated-tables.md)
+-- ---------------------------------------------------------------------
+
+-- The tables under Raft on this node.  Written by replicate_table() on
+-- the leader and by the apply worker everywhere, in log order.
+CREATE TABLE raftpg.replicated (
+	relid oid PRIMARY KEY,
+	added_index bigint NOT NULL		-- the log entry that added it
+);
+COMMENT ON TABLE raftpg.replicated IS 'raftpg: the replicated tables of this node';
+
+-- How far the apply worker has applied the log.  One row, updated in the
+-- same transaction as the changes it applied: exactly-once apply.
+CREATE TABLE raftpg.apply_state (
+	applied_index bigint NOT NULL,
+	applied_term bigint NOT NULL
+);
+COMMENT ON TABLE raftpg.apply_state IS
+	'raftpg: the last log entry applied to the tables of this node (one row)';
+INSERT INTO raftpg.apply_state VALUES (0, 0);
+
+-- Log entries whose changes their originating transaction committed
+-- itself on this node: a row commits with the changes, so the apply
+-- worker knows to skip the entry.  The apply worker deletes the rows it
+-- has passed.
+CREATE TABLE raftpg.origin_commits (
+	index bigint PRIMARY KEY
+);
+COMMENT ON TABLE raftpg.origin_commits IS
+	'raftpg: log entries already applied by the transaction that wrote them';
+
+-- The statements that create a table as it is defined here, every name
+-- qualified: what replicate_table() sends through the log.
+CREATE FUNCTION raftpg.table_definition(rel regclass)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'raftpg_table_definition'
+LANGUAGE C STRICT STABLE;
+
+-- Called by the leader on every member before replicate_table() proposes
+-- anything: 'absent' or 'identical', or an error saying why the table
+-- cannot be replicated here.
+CREATE FUNCTION raftpg.check_table_definition(qualified_name text, definition text[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'raftpg_check_table_definition'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.check_table_definition(text, text[]) FROM PUBLIC;
+
+-- The triggers replicate_table() installs (capture.c).
+CREATE FUNCTION raftpg.guard() RETURNS trigger
+AS 'MODULE_PATHNAME', 'raftpg_guard' LANGUAGE C;
+CREATE FUNCTION raftpg.capture() RETURNS trigger
+AS 'MODULE_PATHNAME', 'raftpg_capture' LANGUAGE C;
+CREATE FUNCTION raftpg.capture_truncate() RETURNS trigger
+AS 'MODULE_PATHNAME', 'raftpg_capture_truncate' LANGUAGE C;
+
+-- on the leader: put a table under Raft, with its definition and rows
+CREATE FUNCTION raftpg.replicate_table(rel regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'raftpg_replicate_table'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.replicate_table(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION raftpg.replicate_table(regclass) IS
+	'on the leader: replicate a table (definition and rows) to every node';
+
+-- on the leader: make a replicated table a plain local table everywhere
+CREATE FUNCTION raftpg.unreplicate_table(rel regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'raftpg_unreplicate_table'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.unreplicate_table(regclass) FROM PUBLIC;
+
+-- the log index of this session's last replicated commit, NULL if none
+CREATE FUNCTION raftpg.last_write_index()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'raftpg_last_write_index'
+LANGUAGE C VOLATILE;
+GRANT EXECUTE ON FUNCTION raftpg.last_write_index() TO PUBLIC;
+
+-- wait until this node has applied the log up to index; false on timeout
+CREATE FUNCTION raftpg.wait_for_index(index bigint, timeout interval DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'raftpg_wait_for_index'
+LANGUAGE C VOLATILE;
+GRANT EXECUTE ON FUNCTION raftpg.wait_for_index(bigint, interval) TO PUBLIC;
+
+CREATE VIEW raftpg.replicated_tables AS
+SELECT r.relid::regclass AS relid,
+	   n.nspname AS schema_name,
+	   c.relname AS table_name,
+	   r.added_index
+FROM raftpg.replicated r
+JOIN pg_class c ON c.oid = r.relid
+JOIN pg_namespace n ON n.oid = c.relnamespace;
+COMMENT ON VIEW raftpg.replicated_tables IS 'the tables raftpg replicates';
+GRANT SELECT ON raftpg.replicated_tables TO PUBLIC;

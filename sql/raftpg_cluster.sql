@@ -55,7 +55,7 @@ SELECT raftpg.create_cluster('host=127.0.0.1 port=1');
 
 -- appending
 SELECT raftpg.propose('one') = 3 AS appended_at_3;
-SELECT index, kind, convert_from(payload, 'UTF8') FROM raftpg.log WHERE kind = 1;
+SELECT index, kind, convert_from(substr(payload, 2), 'UTF8') FROM raftpg.log WHERE kind = 1;
 SELECT consistent();
 
 -- cluster operations with bad arguments
@@ -100,13 +100,13 @@ SELECT consistent();
 \set VERBOSITY default
 
 SELECT count(*) AS lost_entries_in_log
-FROM raftpg.log WHERE kind = 1 AND convert_from(payload, 'UTF8') LIKE 'lost%';
+FROM raftpg.log WHERE kind = 1 AND convert_from(substr(payload, 2), 'UTF8') LIKE 'lost%';
 SELECT persist_failures FROM raftpg.stats;
 
 -- and the node works on
 SELECT raftpg.propose('two') > 3 AS appended;
 SELECT consistent();
-SELECT convert_from(payload, 'UTF8') FROM raftpg.log WHERE kind = 1 ORDER BY index;
+SELECT convert_from(substr(payload, 2), 'UTF8') FROM raftpg.log WHERE kind = 1 ORDER BY index;
 
 -- the inbox is bounded: a batch that does not fit is dropped and counted,
 -- nobody waits

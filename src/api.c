@@ -136,8 +136,8 @@ raftpg_status(PG_FUNCTION_ARGS)
  * ----------
  */
 
-static RaftpgNodeStatus
-read_status(void)
+RaftpgNodeStatus
+RaftpgReadStatus(void)
 {
 	RaftpgNodeStatus st;
 
@@ -148,8 +148,8 @@ read_status(void)
 }
 
 /* the member with this id (conninfo and name), false if none */
-static bool
-find_member(uint64 id, const char *name, RaftpgMember *out)
+bool
+RaftpgFindMember(uint64 id, const char *name, RaftpgMember *out)
 {
 	int			i;
 	bool		found = false;
@@ -175,10 +175,10 @@ find_member(uint64 id, const char *name, RaftpgMember *out)
  * Error out unless this node is the leader, naming the leader in the hint:
  * cluster operations go to the leader.
  */
-static void
-require_leader(void)
+void
+RaftpgRequireLeader(void)
 {
-	RaftpgNodeStatus st = read_status();
+	RaftpgNodeStatus st = RaftpgReadStatus();
 	RaftpgMember leader;
 
 	if (st.role == RAFTPG_ROLE_LEADER)
@@ -188,7 +188,7 @@ require_leader(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("this server is not a member of a raftpg cluster"),
 				 errhint("Create a cluster with raftpg.create_cluster(), or add this server to one with raftpg.add_node() on its leader.")));
-	if (st.leader_id != 0 && find_member(st.leader_id, NULL, &leader))
+	if (st.leader_id != 0 && RaftpgFindMember(st.leader_id, NULL, &leader))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("this node is not the leader of the raftpg cluster"),
@@ -200,8 +200,8 @@ require_leader(void)
 			 errhint("No leader is known right now; an election is under way. Try again shortly.")));
 }
 
-static void
-require_superuser(const char *fn)
+void
+RaftpgRequireSuperuser(const char *fn)
 {
 	if (!superuser())
 		ereport(ERROR,
@@ -213,8 +213,8 @@ require_superuser(const char *fn)
  * The log lives in raftpg.database: functions that write it must run
  * there, or the node worker would never see what they wrote.
  */
-static void
-require_raftpg_database(void)
+void
+RaftpgRequireRaftpgDatabase(void)
 {
 	if (MyDatabaseId != get_database_oid(raftpg_database, true))
 		ereport(ERROR,
@@ -224,8 +224,8 @@ require_raftpg_database(void)
 						 raftpg_database)));
 }
 
-static long
-remaining_ms(TimestampTz deadline)
+long
+RaftpgRemainingMs(TimestampTz deadline)
 {
 	long		ms = (long) ((deadline - GetCurrentTimestamp()) / 1000);
 
@@ -241,7 +241,7 @@ static void
 wait_step(TimestampTz deadline, long max_ms)
 {
 	(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-									   Min(remaining_ms(deadline), max_ms),
+									   Min(RaftpgRemainingMs(deadline), max_ms),
 									   PG_WAIT_EXTENSION);
 	CHECK_FOR_INTERRUPTS();
 }
@@ -250,8 +250,8 @@ wait_step(TimestampTz deadline, long max_ms)
  * Hand a request to the worker and wait for its answer (not for the
  * commit).  body may be NULL.
  */
-static RaftpgReply
-submit(RaftpgRequest *req, const void *body, Size len)
+RaftpgReply
+RaftpgSubmit(RaftpgRequest *req, const void *body, Size len)
 {
 	RaftpgReply r;
 	Latch	   *latch;
@@ -289,7 +289,7 @@ submit(RaftpgRequest *req, const void *body, Size len)
 		LWLockRelease(&RaftpgShmem->lock);
 		if (r.seq == req->seq)
 			break;
-		if (remaining_ms(deadline) == 0)
+		if (RaftpgRemainingMs(deadline) == 0)
 		{
 			ConditionVariableCancelSleep();
 			ereport(ERROR,
@@ -304,15 +304,15 @@ submit(RaftpgRequest *req, const void *body, Size len)
 }
 
 /* turn a refusal of the worker into the error a user should see */
-static void
-report_refusal(int rc, const char *what)
+void
+RaftpgReportRefusal(int rc, const char *what)
 {
 	switch (rc)
 	{
 		case RAFT_OK:
 			return;
 		case RAFT_ENOTLEADER:
-			require_leader();
+			RaftpgRequireLeader();
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("this node is not the leader of the raftpg cluster")));
@@ -373,7 +373,7 @@ wait_commit(uint64 index, uint64 term, const char *what)
 	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
 	for (;;)
 	{
-		RaftpgNodeStatus st = read_status();
+		RaftpgNodeStatus st = RaftpgReadStatus();
 
 		if (st.term == term && st.commit_index >= index)
 			break;
@@ -387,7 +387,7 @@ wait_commit(uint64 index, uint64 term, const char *what)
 							   index, term),
 					 errhint("Check raftpg.status() and raftpg.nodes for the outcome.")));
 		}
-		if (remaining_ms(deadline) == 0)
+		if (RaftpgRemainingMs(deadline) == 0)
 		{
 			ConditionVariableCancelSleep();
 			ereport(ERROR,
@@ -408,7 +408,7 @@ member_by_name(const char *name)
 {
 	RaftpgMember m;
 
-	if (!find_member(0, name, &m))
+	if (!RaftpgFindMember(0, name, &m))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("node \"%s\" is not a member of the cluster", name)));
@@ -433,8 +433,8 @@ change_membership(RaftpgRequestKind kind, uint64 id, const char *name,
 		strlcpy(req.name, name, sizeof(req.name));
 	if (conninfo)
 		strlcpy(req.conninfo, conninfo, sizeof(req.conninfo));
-	r = submit(&req, NULL, 0);
-	report_refusal(r.rc, what);
+	r = RaftpgSubmit(&req, NULL, 0);
+	RaftpgReportRefusal(r.rc, what);
 	wait_commit(r.index, r.term, psprintf("the change (%s)", what));
 }
 
@@ -494,8 +494,8 @@ raftpg_create_cluster(PG_FUNCTION_ARGS)
 	Latch	   *latch;
 
 	RaftpgCheckPreloaded();
-	require_superuser("raftpg.create_cluster()");
-	require_raftpg_database();
+	RaftpgRequireSuperuser("raftpg.create_cluster()");
+	RaftpgRequireRaftpgDatabase();
 	if (raftpg_node_name == NULL || raftpg_node_name[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -575,8 +575,8 @@ raftpg_prepare_join(PG_FUNCTION_ARGS)
 	Latch	   *latch;
 
 	RaftpgCheckPreloaded();
-	require_superuser("raftpg.prepare_join()");
-	require_raftpg_database();
+	RaftpgRequireSuperuser("raftpg.prepare_join()");
+	RaftpgRequireRaftpgDatabase();
 	if (raftpg_node_name == NULL || strcmp(raftpg_node_name, name) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -614,23 +614,22 @@ raftpg_prepare_join(PG_FUNCTION_ARGS)
 }
 
 /*
- * Run "SELECT raftpg.prepare_join(...)" on the server at conninfo, waiting
- * interruptibly.  Errors from there are raised here with their SQLSTATE.
+ * Run one query with text parameters on the server at conninfo (node
+ * name), waiting interruptibly until deadline, and return the first
+ * column of its first row (NULL if none or null).  An error there is
+ * raised here with its SQLSTATE, as "node "name" <refusal>: message".
  */
-static void
-remote_prepare_join(const char *conninfo, uint64 cluster_id, uint64 node_id,
-					const char *name, const char *members_hex)
+char *
+RaftpgRemoteCall(const char *name, const char *conninfo, const char *sql,
+				 int nparams, const char *const *values, const char *refusal,
+				 TimestampTz deadline)
 {
 	PGconn	   *volatile conn = NULL;
-	TimestampTz deadline =
-		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), raftpg_commit_timeout);
+	char	   *volatile result = NULL;
 
 	PG_TRY();
 	{
 		PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
-		char		cid[32],
-					nid[32];
-		const char *values[4];
 		PGresult   *res;
 		PGresult   *last = NULL;
 
@@ -643,10 +642,10 @@ remote_prepare_join(const char *conninfo, uint64 cluster_id, uint64 node_id,
 		{
 			int			ev = ps == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
 
-			if (remaining_ms(deadline) == 0)
+			if (RaftpgRemainingMs(deadline) == 0)
 				break;
 			(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | ev,
-									 PQsocket(conn), remaining_ms(deadline), PG_WAIT_EXTENSION);
+									 PQsocket(conn), RaftpgRemainingMs(deadline), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 			ps = PQconnectPoll(conn);
@@ -659,14 +658,7 @@ remote_prepare_join(const char *conninfo, uint64 cluster_id, uint64 node_id,
 					 errmsg("could not connect to node \"%s\" at \"%s\"", name, conninfo),
 					 errdetail("%s", pchomp(PQerrorMessage(conn)))));
 
-		snprintf(cid, sizeof(cid), UINT64_FORMAT, cluster_id);
-		snprintf(nid, sizeof(nid), UINT64_FORMAT, node_id);
-		values[0] = cid;
-		values[1] = nid;
-		values[2] = name;
-		values[3] = members_hex;
-		if (PQsendQueryParams(conn, "SELECT raftpg.prepare_join($1, $2, $3, $4)",
-							  4, NULL, values, NULL, NULL, 0) != 1)
+		if (PQsendQueryParams(conn, sql, nparams, NULL, values, NULL, NULL, 0) != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("could not send a request to node \"%s\"", name),
@@ -675,12 +667,12 @@ remote_prepare_join(const char *conninfo, uint64 cluster_id, uint64 node_id,
 		{
 			while (PQisBusy(conn))
 			{
-				if (remaining_ms(deadline) == 0)
+				if (RaftpgRemainingMs(deadline) == 0)
 					ereport(ERROR,
 							(errcode(ERRCODE_CONNECTION_FAILURE),
 							 errmsg("node \"%s\" did not answer in time", name)));
 				(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | WL_SOCKET_READABLE,
-										 PQsocket(conn), remaining_ms(deadline), PG_WAIT_EXTENSION);
+										 PQsocket(conn), RaftpgRemainingMs(deadline), PG_WAIT_EXTENSION);
 				ResetLatch(MyLatch);
 				CHECK_FOR_INTERRUPTS();
 				if (PQconsumeInput(conn) != 1)
@@ -700,6 +692,8 @@ remote_prepare_join(const char *conninfo, uint64 cluster_id, uint64 node_id,
 		{
 			const char *state = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
 			char	   *msg = pstrdup(last ? pchomp(PQresultErrorMessage(last)) : "no result");
+			const char *detail = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_DETAIL) : NULL;
+			char	   *detailc = detail ? pstrdup(detail) : NULL;
 			const char *hint = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_HINT) : NULL;
 			char	   *hintc = hint ? pstrdup(hint) : NULL;
 			int			code = state && strlen(state) == 5 ?
@@ -710,17 +704,45 @@ remote_prepare_join(const char *conninfo, uint64 cluster_id, uint64 node_id,
 				PQclear(last);
 			ereport(ERROR,
 					(errcode(code),
-					 errmsg("node \"%s\" refused to join: %s", name, msg),
+					 errmsg("node \"%s\" %s: %s", name, refusal, msg),
+					 detailc ? errdetail("%s", detailc) : 0,
 					 hintc ? errhint("%s", hintc) : 0));
 		}
+		if (PQntuples(last) > 0 && PQnfields(last) > 0 && !PQgetisnull(last, 0, 0))
+			result = pstrdup(PQgetvalue(last, 0, 0));
 		PQclear(last);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		if (conn)
 			PQfinish(conn);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	PQfinish(conn);
+	return result;
+}
+
+/* Run "SELECT raftpg.prepare_join(...)" on the server being added. */
+static void
+remote_prepare_join(const char *conninfo, uint64 cluster_id, uint64 node_id,
+					const char *name, const char *members_hex)
+{
+	char		cid[32],
+				nid[32];
+	const char *values[4];
+
+	snprintf(cid, sizeof(cid), UINT64_FORMAT, cluster_id);
+	snprintf(nid, sizeof(nid), UINT64_FORMAT, node_id);
+	values[0] = cid;
+	values[1] = nid;
+	values[2] = name;
+	values[3] = members_hex;
+	(void) RaftpgRemoteCall(name, conninfo,
+							"SELECT raftpg.prepare_join($1, $2, $3, $4)",
+							4, values, "refused to join",
+							TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														raftpg_commit_timeout));
 }
 
 /* the current members, encoded as a configuration, in bytea's hex format */
@@ -781,11 +803,11 @@ raftpg_add_node(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 
 	RaftpgCheckPreloaded();
-	require_superuser("raftpg.add_node()");
+	RaftpgRequireSuperuser("raftpg.add_node()");
 	check_node_name(name);
 	check_conninfo(conninfo);
-	require_leader();
-	if (find_member(0, name, &m))
+	RaftpgRequireLeader();
+	if (RaftpgFindMember(0, name, &m))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("node \"%s\" is already a member of the cluster", name)));
@@ -822,9 +844,9 @@ raftpg_add_node(PG_FUNCTION_ARGS)
 	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
 	for (;;)
 	{
-		RaftpgNodeStatus st = read_status();
+		RaftpgNodeStatus st = RaftpgReadStatus();
 
-		if (!find_member(id, NULL, &m))
+		if (!RaftpgFindMember(id, NULL, &m))
 		{
 			ConditionVariableCancelSleep();
 			ereport(ERROR,
@@ -836,9 +858,9 @@ raftpg_add_node(PG_FUNCTION_ARGS)
 		if (st.role != RAFTPG_ROLE_LEADER)
 		{
 			ConditionVariableCancelSleep();
-			require_leader();
+			RaftpgRequireLeader();
 		}
-		if (remaining_ms(deadline) == 0)
+		if (RaftpgRemainingMs(deadline) == 0)
 		{
 			ConditionVariableCancelSleep();
 			ereport(ERROR,
@@ -866,8 +888,8 @@ raftpg_remove_node(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 	RaftpgCheckPreloaded();
-	require_superuser("raftpg.remove_node()");
-	require_leader();
+	RaftpgRequireSuperuser("raftpg.remove_node()");
+	RaftpgRequireLeader();
 	change_membership(RAFTPG_REQ_REMOVE, member_by_name(name).id, NULL, NULL,
 					  "remove the node");
 	PG_RETURN_VOID();
@@ -891,8 +913,8 @@ raftpg_transfer_leadership(PG_FUNCTION_ARGS)
 	char	   *name = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 
 	RaftpgCheckPreloaded();
-	require_superuser("raftpg.transfer_leadership()");
-	require_leader();
+	RaftpgRequireSuperuser("raftpg.transfer_leadership()");
+	RaftpgRequireLeader();
 	memset(&req, 0, sizeof(req));
 	req.kind = RAFTPG_REQ_TRANSFER;
 	if (name)
@@ -904,17 +926,17 @@ raftpg_transfer_leadership(PG_FUNCTION_ARGS)
 					 errmsg("node \"%s\" is a learner and cannot lead", name)));
 		req.id = m.id;
 	}
-	self = read_status().node_id;
+	self = RaftpgReadStatus().node_id;
 	if (req.id == self)
 		PG_RETURN_VOID();		/* already the leader */
-	r = submit(&req, NULL, 0);
-	report_refusal(r.rc, "transfer leadership");
+	r = RaftpgSubmit(&req, NULL, 0);
+	RaftpgReportRefusal(r.rc, "transfer leadership");
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), raftpg_commit_timeout);
 	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
 	for (;;)
 	{
-		RaftpgNodeStatus st = read_status();
+		RaftpgNodeStatus st = RaftpgReadStatus();
 
 		if (st.leader_id != 0 && st.leader_id != self)
 		{
@@ -936,7 +958,7 @@ raftpg_transfer_leadership(PG_FUNCTION_ARGS)
 					 errmsg("the leadership transfer did not complete within an election timeout"),
 					 errhint("The target must be reachable and able to catch up; see raftpg.nodes.")));
 		}
-		if (remaining_ms(deadline) == 0)
+		if (RaftpgRemainingMs(deadline) == 0)
 		{
 			ConditionVariableCancelSleep();
 			ereport(ERROR,
@@ -960,14 +982,19 @@ raftpg_propose(PG_FUNCTION_ARGS)
 	bytea	   *payload = PG_GETARG_BYTEA_PP(0);
 	RaftpgRequest req;
 	RaftpgReply r;
+	char	   *body;
 
 	RaftpgCheckPreloaded();
-	require_superuser("raftpg.propose()");
-	require_leader();
+	RaftpgRequireSuperuser("raftpg.propose()");
+	RaftpgRequireLeader();
 	memset(&req, 0, sizeof(req));
 	req.kind = RAFTPG_REQ_PROPOSE;
-	r = submit(&req, VARDATA_ANY(payload), VARSIZE_ANY_EXHDR(payload));
-	report_refusal(r.rc, "append the entry");
+	/* an opaque entry: the kind byte, then the caller's bytes */
+	body = palloc(VARSIZE_ANY_EXHDR(payload) + 1);
+	body[0] = RAFTPG_PAYLOAD_OPAQUE;
+	memcpy(body + 1, VARDATA_ANY(payload), VARSIZE_ANY_EXHDR(payload));
+	r = RaftpgSubmit(&req, body, VARSIZE_ANY_EXHDR(payload) + 1);
+	RaftpgReportRefusal(r.rc, "append the entry");
 	wait_commit(r.index, r.term, "the entry");
 	PG_RETURN_INT64((int64) r.index);
 }
@@ -986,7 +1013,7 @@ raftpg_inject_fault(PG_FUNCTION_ARGS)
 	RaftpgFaultPoint point = RaftpgFaultByName(name);
 
 	RaftpgCheckPreloaded();
-	require_superuser("raftpg.inject_fault()");
+	RaftpgRequireSuperuser("raftpg.inject_fault()");
 	if (point == RAFTPG_FAULT_NONE && strcmp(name, "none") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

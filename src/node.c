@@ -209,6 +209,7 @@ node_detach_shmem(int code, Datum arg)
 			RAFTPG_ROLE_FOLLOWER : RAFTPG_ROLE_UNCONFIGURED;
 		RaftpgShmem->status.leader_id = 0;
 		RaftpgShmem->status.leader_name[0] = '\0';
+		RaftpgShmem->ready_term = 0;
 	}
 	LWLockRelease(&RaftpgShmem->lock);
 	ConditionVariableBroadcast(&RaftpgShmem->cv);
@@ -488,6 +489,51 @@ reply(const RaftpgRequest *req, int rc, uint64 index, uint64 term)
 	LWLockRelease(&RaftpgShmem->lock);
 }
 
+/*
+ * A transaction's chunks, proposed as contiguous entries of one term, and
+ * only in the term the backend checked the write gate in: a leader that
+ * lost its term in between, even if it won the next, refuses, so that no
+ * entry is built on a state it has not applied (capture.c).
+ */
+static int
+propose_txn(const RaftpgRequest *req, const char *body, uint32 len,
+			raft_index *first)
+{
+	raft_status st;
+	raft_buf   *bufs;
+	uint32		n;
+	uint32		i;
+	uint32		off = sizeof(uint32);
+	int			rc;
+
+	raft_get_status(core, &st);
+	if (st.role != RAFT_LEADER || st.term != req->id)
+		return RAFT_ENOTLEADER;
+	if (len < sizeof(uint32))
+		return RAFT_EINVAL;
+	memcpy(&n, body, sizeof(uint32));
+	if (n == 0 || n > len)
+		return RAFT_EINVAL;
+	bufs = palloc(sizeof(raft_buf) * n);
+	for (i = 0; i < n; i++)
+	{
+		uint32		clen;
+
+		if (len - off < sizeof(uint32))
+			return RAFT_EINVAL;
+		memcpy(&clen, body + off, sizeof(uint32));
+		off += sizeof(uint32);
+		if (len - off < clen)
+			return RAFT_EINVAL;
+		bufs[i].base = body + off;
+		bufs[i].len = clen;
+		off += clen;
+	}
+	rc = raft_propose(core, bufs, n, first);
+	pfree(bufs);
+	return rc;
+}
+
 static void
 node_requests(void)
 {
@@ -530,6 +576,10 @@ node_requests(void)
 					rc = raft_propose(core, &b, 1, &index);
 					break;
 				}
+			case RAFTPG_REQ_PROPOSE_TXN:
+				rc = propose_txn(&req, rec + sizeof(RaftpgRequest),
+								 len - sizeof(RaftpgRequest), &index);
+				break;
 			case RAFTPG_REQ_ADD:
 				rc = raft_add_server(core, req.id, req.name, req.conninfo, &index);
 				break;
@@ -789,6 +839,7 @@ node_publish(void)
 	TimestampTz now = GetCurrentTimestamp();
 	uint32		i;
 	bool		wake;
+	Latch	   *apply_latch = NULL;
 
 	raft_get_status(core, &st);
 	log_changes(&st, c);
@@ -806,7 +857,8 @@ node_publish(void)
 	ns.last_log_index = (uint64) state.last_log_index;
 	ns.last_log_term = (uint64) state.last_log_term;
 	ns.commit_index = st.commit;
-	ns.applied_index = st.applied;
+	/* what the apply worker has committed to the tables, filled in below */
+	ns.applied_index = 0;
 	ns.config_index = st.config_index;
 	ns.transferring = st.transferee != 0;
 
@@ -816,7 +868,23 @@ node_publish(void)
 		RaftpgShmem->status.role != ns.role ||
 		RaftpgShmem->status.leader_id != ns.leader_id ||
 		RaftpgShmem->status.config_index != ns.config_index;
+	if (RaftpgShmem->status.commit_index != ns.commit_index)
+		apply_latch = RaftpgShmem->apply_latch;
+	ns.applied_index = RaftpgShmem->applied_index;
 	RaftpgShmem->status = ns;
+
+	/*
+	 * A new leader opens local writes once it has applied every entry up to
+	 * its own first one (capture.c, the write gate).
+	 */
+	if (st.role == RAFT_LEADER && RaftpgShmem->ready_term != st.term)
+	{
+		RaftpgShmem->ready_term = st.term;
+		RaftpgShmem->gate_index = Max(RaftpgShmem->gate_index,
+									  (uint64) state.last_log_index);
+	}
+	else if (st.role != RAFT_LEADER)
+		RaftpgShmem->ready_term = 0;
 	RaftpgShmem->stats = stats;
 	RaftpgShmem->stats.messages_dropped += RaftpgInbox->dropped;
 	RaftpgShmem->n_members = (int) c->n;
@@ -842,6 +910,8 @@ node_publish(void)
 		}
 	}
 	LWLockRelease(&RaftpgShmem->lock);
+	if (apply_latch)
+		SetLatch(apply_latch);
 	if (wake)
 		ConditionVariableBroadcast(&RaftpgShmem->cv);
 }

@@ -37,12 +37,15 @@
 #include "utils/memutils.h"
 
 #include "raftpg.h"
+#include "capture.h"
 #include "mailbox.h"
 
 PG_MODULE_MAGIC;
 
 /* Seconds the postmaster waits before restarting a node worker that died. */
 #define RAFTPG_WORKER_RESTART_SECS	5
+/* ... and before restarting an apply worker that stopped on an error */
+#define RAFTPG_APPLY_RESTART_SECS	1
 
 /* GUC variables */
 char	   *raftpg_node_name = NULL;
@@ -56,9 +59,6 @@ static int	raftpg_inbox_size = 16384;	/* kB */
 RaftpgShared *RaftpgShmem = NULL;
 RaftpgMailbox *RaftpgInbox = NULL;
 RaftpgMailbox *RaftpgRequests = NULL;
-
-/* requests carry at most one payload of this many bytes, plus the header */
-#define RAFTPG_REQUEST_RING_SIZE	(4 * 1024 * 1024)
 
 /* True when _PG_init() ran while the postmaster preloaded libraries. */
 static bool rp_preloaded = false;
@@ -141,6 +141,17 @@ _PG_init(void)
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("raftpg.max_entry_size",
+							"Largest log entry a transaction's changes are "
+							"cut into.",
+							"A larger transaction becomes several "
+							"contiguous entries.",
+							&raftpg_max_entry_size,
+							1024 * 1024, 8192, 4 * 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("raftpg");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -149,6 +160,9 @@ _PG_init(void)
 	shmem_startup_hook = rp_shmem_startup;
 
 	rp_register_node_worker();
+
+	/* every backend: capture of changes to replicated tables */
+	CaptureInit();
 }
 
 /*
@@ -269,6 +283,13 @@ rp_register_node_worker(void)
 	worker.bgw_main_arg = (Datum) 0;
 	worker.bgw_notify_pid = 0;
 
+	RegisterBackgroundWorker(&worker);
+
+	/* the apply worker: committed entries into the tables (apply.c) */
+	strlcpy(worker.bgw_function_name, "RaftpgApplyMain", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "raftpg apply worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "raftpg apply", BGW_MAXLEN);
+	worker.bgw_restart_time = RAFTPG_APPLY_RESTART_SECS;
 	RegisterBackgroundWorker(&worker);
 }
 

@@ -121,8 +121,22 @@ typedef enum RaftpgRequestKind
 	RAFTPG_REQ_ADD,				/* id, name, conninfo */
 	RAFTPG_REQ_PROMOTE,			/* id */
 	RAFTPG_REQ_REMOVE,			/* id */
-	RAFTPG_REQ_TRANSFER			/* id, or 0 for any */
+	RAFTPG_REQ_TRANSFER,		/* id, or 0 for any */
+	RAFTPG_REQ_PROPOSE_TXN		/* body: u32 n, then n x (u32 len, bytes);
+								 * refused unless leader in term id */
 } RaftpgRequestKind;
+
+/*
+ * The first byte of every normal entry's payload says what it carries.
+ * Opaque entries (raftpg.propose()) are skipped by apply.
+ */
+#define RAFTPG_PAYLOAD_OPAQUE	0
+#define RAFTPG_PAYLOAD_TXN		1	/* a chunk of a transaction (changes.h) */
+
+/* the ring backends hand requests to the node worker through */
+#define RAFTPG_REQUEST_RING_SIZE	(16 * 1024 * 1024)
+/* the largest body one request may carry */
+#define RAFTPG_MAX_REQUEST_BODY		(RAFTPG_REQUEST_RING_SIZE / 4)
 
 typedef struct RaftpgRequest
 {
@@ -162,6 +176,28 @@ typedef struct RaftpgShared
 	int			n_members;
 	RaftpgMember members[RAFT_MAX_SERVERS];
 
+	/*
+	 * The apply worker (apply.c), while it runs, and how far it has
+	 * applied the log to the tables: applied_index is a copy of
+	 * raftpg.apply_state, taken after the commit that wrote it.
+	 */
+	pid_t		apply_pid;
+	Latch	   *apply_latch;
+	uint64		applied_index;
+	uint64		apply_error_index;	/* entry apply last failed on, 0 if none */
+	char		apply_error[256];
+
+	/*
+	 * The write gate (capture.c): local transactions may write replicated
+	 * tables only while this node is the leader of term ready_term and has
+	 * applied everything up to gate_index.  The node worker sets both when
+	 * it becomes leader; a transaction whose outcome became unknown raises
+	 * gate_index to its entry, so nothing is built on a state that may
+	 * lack it.
+	 */
+	uint64		ready_term;
+	uint64		gate_index;
+
 	/* fault injection, superuser only */
 	RaftpgFaultPoint fault_point;
 	int			fault_remaining;
@@ -194,5 +230,23 @@ extern void RaftpgUseCoreAllocator(void);
 
 /* node.c */
 extern PGDLLEXPORT void RaftpgNodeMain(Datum main_arg) pg_attribute_noreturn();
+
+/* api.c: talking to the node worker */
+extern RaftpgNodeStatus RaftpgReadStatus(void);
+extern bool RaftpgFindMember(uint64 id, const char *name, RaftpgMember *out);
+extern void RaftpgRequireLeader(void);
+extern RaftpgReply RaftpgSubmit(RaftpgRequest *req, const void *body, Size len);
+extern void RaftpgReportRefusal(int rc, const char *what);
+extern long RaftpgRemainingMs(TimestampTz deadline);
+extern char *RaftpgRemoteCall(const char *name, const char *conninfo,
+							  const char *sql, int nparams,
+							  const char *const *values, const char *refusal,
+							  TimestampTz deadline);
+extern void RaftpgRequireSuperuser(const char *fn);
+extern void RaftpgRequireRaftpgDatabase(void);
+
+/* apply.c */
+extern PGDLLEXPORT void RaftpgApplyMain(Datum main_arg) pg_attribute_noreturn();
+extern bool RaftpgIsApplyWorker(void);
 
 #endif							/* RAFTPG_H */

@@ -80,7 +80,7 @@ is(RaftpgTest::log_digest($_, $last), $digest, $_->name . ': converged')
   for @nodes;
 is( $final->safe_psql(
 		'postgres',
-		q{SELECT string_agg(convert_from(payload, 'UTF8'), ',' ORDER BY index)
+		q{SELECT string_agg(convert_from(substr(payload, 2), 'UTF8'), ',' ORDER BY index)
 		  FROM raftpg.log WHERE kind = 1}),
 	'before,majority write,after heal',
 	"the minority's uncommitted write is gone, the majority's is there");

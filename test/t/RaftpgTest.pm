@@ -171,6 +171,33 @@ sub log_digest
 		   FROM raftpg.log WHERE index <= $upto});
 }
 
+# A digest of a table's rows, ordered by $order (its primary key), and the
+# row count: equal digests mean identical contents.
+sub table_digest
+{
+	my ($node, $table, $order) = @_;
+	return $node->safe_psql('postgres',
+		qq{SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY $order)), '')
+		   FROM $table t});
+}
+
+# Wait until every node has applied what the leader last committed, then
+# check that $table is identical everywhere; one test per node.
+sub check_same
+{
+	my ($leader, $table, $order, $what, @nodes) = @_;
+	my $commit = $leader->safe_psql('postgres', 'SELECT commit_index FROM raftpg.status()');
+	wait_applied($commit, $leader, @nodes);
+	my $want = table_digest($leader, $table, $order);
+	for my $n (@nodes)
+	{
+		next if $n == $leader;
+		Test::More::is(table_digest($n, $table, $order), $want,
+			$n->name . ": $table identical to the leader's ($what)");
+	}
+	return $want;
+}
+
 # kill -9 the postmaster of $node and wait until it is really gone (reaped,
 # not a zombie whose pid would make a restart believe it still runs).
 sub kill9

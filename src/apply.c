@@ -1,0 +1,1029 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply.c
+ *	  The raftpg apply worker: committed log entries into the tables.
+ *
+ * A background worker of its own, next to the node worker, because apply
+ * may block on locks, run long transactions and raise errors, none of
+ * which may stall heartbeats.  It connects to raftpg.database as a
+ * replica (session_replication_role = replica), so the capture triggers
+ * of replicated tables stay silent and their foreign keys are not checked
+ * again, as in PostgreSQL's logical replication.
+ *
+ * The node worker publishes the commit index and sets our latch when it
+ * moves.  Entries are read back from raftpg.log by index: the log table is
+ * the one source, nothing is copied through shared memory.  Each batch of
+ * entries is applied in one transaction that also writes the new
+ * applied_index into raftpg.apply_state, so a batch is applied wholly or
+ * not at all, and a restart resumes after the last committed batch:
+ * every entry is applied exactly once, whenever the worker is killed.
+ * Since the Raft log is the durable copy, these commits need no flush of
+ * their own (synchronous_commit = off): a lost one is redone.
+ *
+ * A transaction that was cut into several chunks is applied when its last
+ * chunk is read; a batch never ends inside one (it stops before its first
+ * chunk instead).  A chunk that does not continue the open transaction
+ * means a leader change cut that transaction short (its chunks were
+ * proposed together, so the rest can never follow): it is discarded.
+ *
+ * On the node whose backend made a transaction, the changes are already
+ * in the tables if that backend committed: it inserted the index of its
+ * last chunk into raftpg.origin_commits in the same local transaction.
+ * Apply waits for that transaction to end, then skips the entry if the row
+ * is there and applies it if not (the backend failed after the cluster
+ * committed its entry).
+ *
+ * An error stops apply at the failing entry, never past it: the worker
+ * logs it with the entry's index, shows it in raftpg.apply_status, exits,
+ * and the postmaster starts it again a second later.
+ *
+ * src/apply.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/tablecmds.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/procarray.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "raftpg.h"
+#include "changes.h"
+#include "replicate.h"
+
+/* at most this many entries, or this many bytes of them, per transaction */
+#define APPLY_BATCH_ENTRIES		1000
+#define APPLY_BATCH_BYTES		(16 * 1024 * 1024)
+/* with nothing to do, look again this often anyway */
+#define APPLY_IDLE_MS			1000
+
+static bool am_apply_worker = false;
+
+/* the tables, resolved when the extension is found */
+static Oid	log_relid = InvalidOid;
+static Oid	log_index_relid = InvalidOid;
+static Oid	state_relid = InvalidOid;
+static Oid	origin_relid = InvalidOid;
+static Oid	origin_index_relid = InvalidOid;
+
+/* raftpg.apply_state, as last committed */
+static uint64 applied_index = 0;
+static uint64 applied_term = 0;
+
+static MemoryContext apply_cxt = NULL;
+
+/* the entry being applied, for the error context */
+static uint64 current_index = 0;
+
+/* ----------
+ * One replicated transaction being applied
+ * ----------
+ */
+typedef struct ApplyColumn
+{
+	AttrNumber	attnum;			/* local column */
+	Oid			typid;
+	int32		typmod;
+	Oid			typioparam;
+	FmgrInfo	in;
+	FmgrInfo	recv;
+	bool		has_recv;
+} ApplyColumn;
+
+typedef struct ApplyRel
+{
+	/* from the 'R' record */
+	char	   *nspname;
+	char	   *relname;
+	int			ncols;
+	char	  **colnames;
+	char	  **typnames;
+	int			nkeys;
+	int		   *keypos;
+	/* resolved at first use */
+	Relation	rel;
+	ApplyColumn *cols;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *newslot;
+	TupleTableSlot *keyslot;
+	TupleTableSlot *localslot;
+	Oid			pkoid;
+} ApplyRel;
+
+typedef struct ApplyTxn
+{
+	RaftpgChunkHeader first;	/* header of its first chunk */
+	uint64		first_index;
+	uint32		next_chunk;
+	StringInfoData stream;
+	bool		open;
+} ApplyTxn;
+
+static ApplyTxn txn;
+
+static ApplyRel **rels = NULL;
+static int	nrels = 0;
+static bool trigger_query_open = false;
+
+static void apply_attach_shmem(void);
+static void apply_detach_shmem(int code, Datum arg);
+static bool apply_resolve(void);
+static void apply_load_state(void);
+static void apply_batch(uint64 target);
+static void apply_txn(uint64 index);
+
+bool
+RaftpgIsApplyWorker(void)
+{
+	return am_apply_worker;
+}
+
+void
+RaftpgApplyMain(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(raftpg_database, NULL, 0);
+	am_apply_worker = true;
+	apply_attach_shmem();
+
+	/* capture stays silent, foreign keys are not checked again */
+	SetConfigOption("session_replication_role", "replica",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	/* the Raft log is the durable copy: a lost apply commit is redone */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	apply_cxt = AllocSetContextCreate(TopMemoryContext, "raftpg apply",
+									  ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&txn.stream);
+
+	ereport(LOG,
+			(errmsg("raftpg apply worker started in database \"%s\"",
+					raftpg_database)));
+
+	for (;;)
+	{
+		uint64		commit;
+		uint64		durable;
+		uint64		target;
+		int			rc;
+
+		MemoryContextReset(apply_cxt);
+		MemoryContextSwitchTo(apply_cxt);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (!OidIsValid(state_relid))
+		{
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			if (apply_resolve())
+				apply_load_state();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			MemoryContextSwitchTo(apply_cxt);
+		}
+
+		/* committed entries that are durable here too */
+		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+		commit = RaftpgShmem->status.commit_index;
+		durable = RaftpgShmem->status.last_log_index;
+		LWLockRelease(&RaftpgShmem->lock);
+		target = Min(commit, durable);
+
+		if (OidIsValid(state_relid) && target > applied_index)
+		{
+			apply_batch(target);
+			continue;
+		}
+
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   APPLY_IDLE_MS, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+	}
+}
+
+static void
+apply_attach_shmem(void)
+{
+	pid_t		other;
+
+	if (RaftpgShmem == NULL)
+		elog(FATAL, "raftpg shared memory is not initialized");
+	before_shmem_exit(apply_detach_shmem, (Datum) 0);
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	other = RaftpgShmem->apply_pid;
+	if (other == 0)
+	{
+		RaftpgShmem->apply_pid = MyProcPid;
+		RaftpgShmem->apply_latch = MyLatch;
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	if (other != 0)
+		elog(FATAL, "raftpg apply worker already running with pid %d",
+			 (int) other);
+}
+
+static void
+apply_detach_shmem(int code, Datum arg)
+{
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (RaftpgShmem->apply_pid == MyProcPid)
+	{
+		RaftpgShmem->apply_pid = 0;
+		RaftpgShmem->apply_latch = NULL;
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	ConditionVariableBroadcast(&RaftpgShmem->cv);
+}
+
+/* find the extension's tables; false if it is not installed (yet) */
+static bool
+apply_resolve(void)
+{
+	Oid			nsp = get_namespace_oid("raftpg", true);
+	Relation	rel;
+	List	   *indexes;
+
+	if (!OidIsValid(nsp))
+		return false;
+	log_relid = get_relname_relid("log", nsp);
+	origin_relid = get_relname_relid("origin_commits", nsp);
+	state_relid = get_relname_relid("apply_state", nsp);
+	if (!OidIsValid(log_relid) || !OidIsValid(origin_relid) ||
+		!OidIsValid(state_relid))
+	{
+		state_relid = InvalidOid;
+		return false;
+	}
+	rel = table_open(log_relid, AccessShareLock);
+	indexes = RelationGetIndexList(rel);
+	log_index_relid = linitial_oid(indexes);
+	table_close(rel, AccessShareLock);
+	rel = table_open(origin_relid, AccessShareLock);
+	indexes = RelationGetIndexList(rel);
+	origin_index_relid = linitial_oid(indexes);
+	table_close(rel, AccessShareLock);
+	return true;
+}
+
+/* publish how far apply has come, and wake whoever waits for it */
+static void
+apply_publish(void)
+{
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	RaftpgShmem->applied_index = applied_index;
+	RaftpgShmem->status.applied_index = applied_index;
+	RaftpgShmem->apply_error_index = 0;
+	RaftpgShmem->apply_error[0] = '\0';
+	LWLockRelease(&RaftpgShmem->lock);
+	ConditionVariableBroadcast(&RaftpgShmem->cv);
+}
+
+static void
+apply_load_state(void)
+{
+	Relation	rel = table_open(state_relid, AccessShareLock);
+	TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int			rows = 0;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		slot_getallattrs(slot);
+		applied_index = (uint64) DatumGetInt64(slot->tts_values[0]);
+		applied_term = (uint64) DatumGetInt64(slot->tts_values[1]);
+		rows++;
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	if (rows != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("table raftpg.apply_state must have exactly one row, it has %d", rows)));
+	apply_publish();
+}
+
+static void
+apply_save_state(uint64 index, uint64 term)
+{
+	Relation	rel = table_open(state_relid, RowExclusiveLock);
+	Snapshot	snap = GetActiveSnapshot();
+	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TupleTableSlot *newslot = table_slot_create(rel, NULL);
+	bool		update_indexes;
+
+	if (!table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("table raftpg.apply_state has no row")));
+	ExecClearTuple(newslot);
+	newslot->tts_values[0] = Int64GetDatum((int64) index);
+	newslot->tts_values[1] = Int64GetDatum((int64) term);
+	newslot->tts_isnull[0] = newslot->tts_isnull[1] = false;
+	ExecStoreVirtualTuple(newslot);
+	simple_table_tuple_update(rel, &slot->tts_tid, newslot, snap, &update_indexes);
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	ExecDropSingleTupleTableSlot(newslot);
+	table_close(rel, NoLock);
+}
+
+/* error context: which entry apply was at */
+static void
+apply_error_callback(void *arg)
+{
+	if (current_index != 0)
+		errcontext("applying raftpg log entry " UINT64_FORMAT, current_index);
+}
+
+/*
+ * Read and apply the entries after applied_index, up to target, inside the
+ * current transaction; returns the last entry wholly handled and its term.
+ */
+static pg_noinline void
+apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot;
+	uint64		done = applied_index;
+	uint64		done_term = applied_term;
+	uint64		expect = applied_index + 1;
+	int			n = 0;
+	Size		bytes = 0;
+
+	rel = table_open(log_relid, AccessShareLock);
+	idx = index_open(log_index_relid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT,
+				Int64GetDatum((int64) applied_index));
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	txn.open = false;
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		uint64		index;
+		uint64		term;
+		bytea	   *payload;
+		const char *data = NULL;
+		uint32		len = 0;
+		RaftpgChunkHeader h;
+		bool		is_chunk = false;
+
+		slot_getallattrs(slot);
+		index = (uint64) DatumGetInt64(slot->tts_values[0]);
+		term = (uint64) DatumGetInt64(slot->tts_values[1]);
+		if (index > target)
+			break;
+		if (index != expect)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raftpg log has a gap: expected index " UINT64_FORMAT ", found " UINT64_FORMAT,
+							expect, index)));
+		expect++;
+		current_index = index;
+
+		if (DatumGetInt16(slot->tts_values[2]) == RAFT_ENTRY_NORMAL)
+		{
+			payload = DatumGetByteaPP(slot->tts_values[3]);
+			data = VARDATA_ANY(payload);
+			len = VARSIZE_ANY_EXHDR(payload);
+			bytes += len;
+			is_chunk = ChangesGetHeader(data, len, &h);
+		}
+
+		/*
+		 * A chunk that does not continue the open transaction, or any other
+		 * entry, ends it: a change of leader cut it short.
+		 */
+		if (txn.open && (!is_chunk || h.chunk_no != txn.next_chunk ||
+						 h.origin_fxid != txn.first.origin_fxid ||
+						 h.origin_node != txn.first.origin_node))
+		{
+			ereport(LOG,
+					(errmsg("raftpg: discarding the transaction in log entries " UINT64_FORMAT " to " UINT64_FORMAT ": a change of leader cut it short",
+							txn.first_index, index - 1)));
+			txn.open = false;
+		}
+
+		if (!is_chunk)
+		{
+			/* no-ops, configurations and opaque entries change no table */
+			done = index;
+			done_term = term;
+		}
+		else if (!txn.open && h.chunk_no != 0)
+		{
+			/* the rest of a transaction whose start was discarded */
+			done = index;
+			done_term = term;
+		}
+		else
+		{
+			if (!txn.open)
+			{
+				txn.open = true;
+				txn.first = h;
+				txn.first_index = index;
+				txn.next_chunk = 0;
+				resetStringInfo(&txn.stream);
+			}
+			appendBinaryStringInfo(&txn.stream, data + RAFTPG_CHUNK_HEADER,
+								   len - RAFTPG_CHUNK_HEADER);
+			txn.next_chunk++;
+			if (h.flags & RAFTPG_CHUNK_LAST)
+			{
+				apply_txn(index);
+				txn.open = false;
+				done = index;
+				done_term = term;
+			}
+		}
+		if (!txn.open && (++n >= APPLY_BATCH_ENTRIES || bytes >= APPLY_BATCH_BYTES))
+			break;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+
+	/* a transaction whose last chunk is not committed yet: read it again */
+	txn.open = false;
+	current_index = 0;
+	*done_out = done;
+	*done_term_out = done_term;
+}
+
+/*
+ * Apply committed entries after applied_index, up to target, in one
+ * transaction together with the new applied_index.
+ */
+static void
+apply_batch(uint64 target)
+{
+	ErrorContextCallback errcb;
+	uint64		done;
+	uint64		done_term;
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	errcb.callback = apply_error_callback;
+	errcb.arg = NULL;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "raftpg: applying the log");
+		apply_entries(target, &done, &done_term);
+		if (done > applied_index)
+			apply_save_state(done, done_term);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		RaftpgShmem->apply_error_index = current_index;
+		strlcpy(RaftpgShmem->apply_error, edata->message,
+				sizeof(RaftpgShmem->apply_error));
+		LWLockRelease(&RaftpgShmem->lock);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	error_context_stack = errcb.previous;
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (done > applied_index)
+	{
+		applied_index = done;
+		applied_term = done_term;
+		apply_publish();
+	}
+	else
+	{
+		/* nothing complete yet: a transaction's last chunk is to come */
+		int			rc = WaitLatch(MyLatch,
+								   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								   APPLY_IDLE_MS, PG_WAIT_EXTENSION);
+
+		if (rc & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+	}
+}
+
+/* ----------
+ * Applying one transaction's records
+ * ----------
+ */
+
+/*
+ * Was the entry ending at index made on this node by a transaction that
+ * committed it itself?  Waits for that transaction to end first.  A row
+ * found is deleted: it has served.
+ */
+static bool
+origin_committed(uint64 index, uint64 fxid_u64)
+{
+	FullTransactionId fxid = FullTransactionIdFromU64(fxid_u64);
+	TransactionId xid = XidFromFullTransactionId(fxid);
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	bool		found = false;
+
+	if (TransactionIdIsNormal(xid) &&
+		FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()) &&
+		TransactionIdIsInProgress(xid))
+		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+
+	rel = table_open(origin_relid, RowExclusiveLock);
+	idx = index_open(origin_index_relid, RowExclusiveLock);
+	slot = table_slot_create(rel, NULL);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum((int64) index));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		found = true;
+		simple_table_tuple_delete(rel, &slot->tts_tid, snap);
+	}
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+static void
+read_relation(RaftpgReader *r)
+{
+	ApplyRel   *ar = palloc0(sizeof(ApplyRel));
+	uint16		relref = ChangesGetU16(r);
+	int			i;
+
+	if (relref != nrels)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raftpg: relation %u defined out of order", relref)));
+	ar->nspname = ChangesGetStr(r);
+	ar->relname = ChangesGetStr(r);
+	ar->ncols = ChangesGetU16(r);
+	ar->colnames = palloc(sizeof(char *) * Max(ar->ncols, 1));
+	ar->typnames = palloc(sizeof(char *) * Max(ar->ncols, 1));
+	for (i = 0; i < ar->ncols; i++)
+	{
+		ar->colnames[i] = ChangesGetStr(r);
+		ar->typnames[i] = ChangesGetStr(r);
+		(void) ChangesGetU32(r);
+	}
+	ar->nkeys = ChangesGetU16(r);
+	ar->keypos = palloc(sizeof(int) * Max(ar->nkeys, 1));
+	for (i = 0; i < ar->nkeys; i++)
+	{
+		ar->keypos[i] = ChangesGetU16(r);
+		if (ar->keypos[i] >= ar->ncols)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raftpg: key column out of range")));
+	}
+	if (nrels % 16 == 0)
+		rels = rels ? repalloc(rels, sizeof(ApplyRel *) * (nrels + 16)) :
+			palloc(sizeof(ApplyRel *) * 16);
+	rels[nrels++] = ar;
+}
+
+/* open the local table of ar and map its columns, at first use */
+static ApplyRel *
+use_relation(uint16 relref)
+{
+	ApplyRel   *ar;
+	TupleDesc	desc;
+	RangeTblEntry *rte;
+	int			i;
+
+	if (relref >= nrels)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raftpg: change for undefined relation %u", relref)));
+	ar = rels[relref];
+	if (ar->rel != NULL)
+		return ar;
+
+	ar->rel = table_openrv(makeRangeVar(ar->nspname, ar->relname, -1),
+						   RowExclusiveLock);
+	desc = RelationGetDescr(ar->rel);
+	ar->cols = palloc0(sizeof(ApplyColumn) * Max(ar->ncols, 1));
+	for (i = 0; i < ar->ncols; i++)
+	{
+		ApplyColumn *c = &ar->cols[i];
+		AttrNumber	attnum = get_attnum(RelationGetRelid(ar->rel), ar->colnames[i]);
+		Form_pg_attribute att;
+		Oid			fn;
+		char	   *local_type;
+
+		if (attnum == InvalidAttrNumber || attnum < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("table \"%s.%s\" has no column \"%s\" on this node",
+							ar->nspname, ar->relname, ar->colnames[i]),
+					 errhint("The table was changed locally; make it match the leader's.")));
+		att = TupleDescAttr(desc, attnum - 1);
+		local_type = format_type_be_qualified(att->atttypid);
+		if (strcmp(local_type, ar->typnames[i]) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("column \"%s\" of table \"%s.%s\" has type %s on this node, %s on the leader",
+							ar->colnames[i], ar->nspname, ar->relname,
+							local_type, ar->typnames[i])));
+		c->attnum = attnum;
+		c->typid = att->atttypid;
+		c->typmod = att->atttypmod;
+		getTypeInputInfo(att->atttypid, &fn, &c->typioparam);
+		fmgr_info(fn, &c->in);
+		if (ChangesMethodForType(att->atttypid) == RAFTPG_VALUE_BINARY)
+		{
+			getTypeBinaryInputInfo(att->atttypid, &fn, &c->typioparam);
+			fmgr_info(fn, &c->recv);
+			c->has_recv = true;
+		}
+	}
+	ar->pkoid = RelationGetPrimaryKeyIndex(ar->rel);
+	if (!OidIsValid(ar->pkoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("table \"%s.%s\" has no primary key on this node",
+						ar->nspname, ar->relname)));
+
+	/* an executor state of its own, as logical replication does */
+	ar->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(ar->rel);
+	rte->relkind = ar->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(ar->estate, list_make1(rte));
+	ar->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(ar->rri, ar->rel, 1, NULL, 0);
+	ar->estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(ar->rri, false);
+	ar->newslot = ExecInitExtraTupleSlot(ar->estate, desc, &TTSOpsVirtual);
+	ar->keyslot = ExecInitExtraTupleSlot(ar->estate, desc, &TTSOpsVirtual);
+	ar->localslot = table_slot_create(ar->rel, &ar->estate->es_tupleTable);
+	if (!trigger_query_open)
+	{
+		AfterTriggerBeginQuery();
+		trigger_query_open = true;
+	}
+	return ar;
+}
+
+/* the columns of a tuple into slot (all null first) */
+static void
+read_tuple(RaftpgReader *r, ApplyRel *ar, TupleTableSlot *slot)
+{
+	uint16		n = ChangesGetU16(r);
+	int			i;
+
+	if (n != ar->ncols)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raftpg: row with %u columns for a relation of %d", n, ar->ncols)));
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (i = 0; i < n; i++)
+	{
+		ApplyColumn *c = &ar->cols[i];
+		int			a = c->attnum - 1;
+
+		slot->tts_values[a] = ChangesGetValue(r, c->typid, c->typmod, c->typioparam,
+											  &c->in, c->has_recv ? &c->recv : NULL,
+											  &slot->tts_isnull[a]);
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/* the key columns into slot (others null) */
+static void
+read_key(RaftpgReader *r, ApplyRel *ar, TupleTableSlot *slot)
+{
+	uint16		n = ChangesGetU16(r);
+	int			k;
+
+	if (n != ar->nkeys)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raftpg: key with %u columns for a key of %d", n, ar->nkeys)));
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (k = 0; k < n; k++)
+	{
+		ApplyColumn *c = &ar->cols[ar->keypos[k]];
+		int			a = c->attnum - 1;
+
+		slot->tts_values[a] = ChangesGetValue(r, c->typid, c->typmod, c->typioparam,
+											  &c->in, c->has_recv ? &c->recv : NULL,
+											  &slot->tts_isnull[a]);
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/* copy the key columns of a full row into the key slot */
+static void
+key_from_row(ApplyRel *ar, TupleTableSlot *row, TupleTableSlot *key)
+{
+	int			k;
+
+	ExecClearTuple(key);
+	memset(key->tts_isnull, true, sizeof(bool) * key->tts_tupleDescriptor->natts);
+	for (k = 0; k < ar->nkeys; k++)
+	{
+		int			a = ar->cols[ar->keypos[k]].attnum - 1;
+
+		key->tts_values[a] = row->tts_values[a];
+		key->tts_isnull[a] = row->tts_isnull[a];
+	}
+	ExecStoreVirtualTuple(key);
+}
+
+static void
+find_row(ApplyRel *ar, const char *what)
+{
+	if (!RelationFindReplTupleByIndex(ar->rel, ar->pkoid, LockTupleExclusive,
+									  ar->keyslot, ar->localslot))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("row to %s not found in table \"%s.%s\" on this node",
+						what, ar->nspname, ar->relname),
+				 errdetail("The row exists on the leader; this node's copy was changed outside raftpg.")));
+}
+
+/*
+ * Close the executor state of every relation opened so far, firing
+ * REPLICA and ALWAYS triggers' events; the relations' descriptions stay,
+ * and are resolved again at their next use.  Needed before anything that
+ * must not find the tables in use (TRUNCATE, DDL), and at the end.
+ */
+static void
+release_relations(void)
+{
+	int			i;
+
+	if (trigger_query_open)
+	{
+		for (i = 0; i < nrels; i++)
+			if (rels[i]->estate != NULL)
+			{
+				AfterTriggerEndQuery(rels[i]->estate);
+				break;
+			}
+		trigger_query_open = false;
+	}
+	for (i = 0; i < nrels; i++)
+	{
+		ApplyRel   *ar = rels[i];
+
+		if (ar->rel == NULL)
+			continue;
+		ExecCloseIndices(ar->rri);
+		ExecResetTupleTable(ar->estate->es_tupleTable, false);
+		FreeExecutorState(ar->estate);
+		table_close(ar->rel, NoLock);
+		ar->rel = NULL;
+		ar->estate = NULL;
+	}
+}
+
+/* TRUNCATE the tables of one command together */
+static void
+apply_truncate(RaftpgReader *r)
+{
+	uint16		n = ChangesGetU16(r);
+	List	   *trels = NIL;
+	List	   *relids = NIL;
+	ListCell   *lc;
+	int			i;
+
+	release_relations();
+	for (i = 0; i < n; i++)
+	{
+		uint16		relref = ChangesGetU16(r);
+		ApplyRel   *ar;
+		Relation	rel;
+
+		if (relref >= nrels)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raftpg: truncate of undefined relation %u", relref)));
+		ar = rels[relref];
+		rel = table_openrv(makeRangeVar(ar->nspname, ar->relname, -1),
+						   AccessExclusiveLock);
+		trels = lappend(trels, rel);
+		relids = lappend_oid(relids, RelationGetRelid(rel));
+	}
+	ExecuteTruncateGuts(trels, relids, NIL, DROP_RESTRICT, false);
+	foreach(lc, trels)
+		table_close((Relation) lfirst(lc), NoLock);
+}
+
+/* apply the transaction whose last chunk is entry index */
+static void
+apply_txn(uint64 index)
+{
+	RaftpgReader r;
+	MemoryContext cxt;
+	MemoryContext old;
+	bool		origin_here = txn.first.origin_node == RaftpgShmem->status.node_id;
+
+	if (origin_here && origin_committed(index, txn.first.origin_fxid))
+		return;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply transaction",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	ChangesReaderInit(&r, txn.stream.data, (uint32) txn.stream.len);
+	nrels = 0;
+	rels = NULL;
+	while (!ChangesAtEnd(&r))
+	{
+		RaftpgReader body;
+		char		tag = ChangesGetRecord(&r, &body);
+		ApplyRel   *ar;
+
+		switch (tag)
+		{
+			case RAFTPG_REC_RELATION:
+				read_relation(&body);
+				break;
+			case RAFTPG_REC_INSERT:
+				ar = use_relation(ChangesGetU16(&body));
+				read_tuple(&body, ar, ar->newslot);
+				ExecSimpleRelationInsert(ar->rri, ar->estate, ar->newslot);
+				break;
+			case RAFTPG_REC_UPDATE:
+				{
+					EPQState	epq;
+					bool		changed;
+
+					ar = use_relation(ChangesGetU16(&body));
+					changed = ChangesGetU8(&body) != 0;
+					if (changed)
+						read_key(&body, ar, ar->keyslot);
+					read_tuple(&body, ar, ar->newslot);
+					if (!changed)
+						key_from_row(ar, ar->newslot, ar->keyslot);
+					find_row(ar, "update");
+					EvalPlanQualInit(&epq, ar->estate, NULL, NIL, -1);
+					ExecSimpleRelationUpdate(ar->rri, ar->estate, &epq,
+											 ar->localslot, ar->newslot);
+					EvalPlanQualEnd(&epq);
+					break;
+				}
+			case RAFTPG_REC_DELETE:
+				{
+					EPQState	epq;
+
+					ar = use_relation(ChangesGetU16(&body));
+					read_key(&body, ar, ar->keyslot);
+					find_row(ar, "delete");
+					EvalPlanQualInit(&epq, ar->estate, NULL, NIL, -1);
+					ExecSimpleRelationDelete(ar->rri, ar->estate, &epq,
+											 ar->localslot);
+					EvalPlanQualEnd(&epq);
+					break;
+				}
+			case RAFTPG_REC_TRUNCATE:
+				apply_truncate(&body);
+				break;
+			case RAFTPG_REC_ADD_TABLE:
+				release_relations();
+				ReplicateApplyAddTable(&body, index, origin_here);
+				break;
+			case RAFTPG_REC_UNREPLICATE:
+				release_relations();
+				ReplicateApplyUnreplicate(&body);
+				break;
+			default:
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("raftpg: unknown change record '%c'", tag)));
+		}
+		CommandCounterIncrement();
+	}
+	release_relations();
+	nrels = 0;
+	rels = NULL;
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+PG_FUNCTION_INFO_V1(raftpg_wait_for_index);
+
+/*
+ * raftpg.wait_for_index(index bigint, timeout interval DEFAULT NULL)
+ * -> boolean: wait until this node has applied the log up to index (true),
+ * or the timeout (NULL: raftpg.commit_timeout) passed (false).
+ */
+Datum
+raftpg_wait_for_index(PG_FUNCTION_ARGS)
+{
+	int64		index;
+	long		ms = raftpg_commit_timeout;
+	TimestampTz deadline;
+	bool		reached = false;
+
+	RaftpgCheckPreloaded();
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	index = PG_GETARG_INT64(0);
+	if (!PG_ARGISNULL(1))
+	{
+		Interval   *iv = PG_GETARG_INTERVAL_P(1);
+		int64		us = iv->time + (int64) iv->day * USECS_PER_DAY +
+			(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+
+		if (us < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timeout must not be negative")));
+		ms = (long) Min(us / 1000, (int64) INT_MAX);
+	}
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
+	for (;;)
+	{
+		uint64		applied;
+
+		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+		applied = RaftpgShmem->applied_index;
+		LWLockRelease(&RaftpgShmem->lock);
+		if (index <= 0 || applied >= (uint64) index)
+		{
+			reached = true;
+			break;
+		}
+		if (RaftpgRemainingMs(deadline) == 0)
+			break;
+		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
+										   Min(RaftpgRemainingMs(deadline), 1000),
+										   PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_BOOL(reached);
+}

@@ -1,0 +1,1202 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.c
+ *	  Row changes of replicated tables on the leader, and the commit
+ *	  protocol that puts them through Raft before the local commit.
+ *
+ * replicate_table() installs three triggers on a table: a BEFORE STATEMENT
+ * guard (enabled ALWAYS), an AFTER ROW capture trigger and an AFTER
+ * STATEMENT TRUNCATE capture trigger (both fire on origin only, so they are
+ * silent in the apply worker, which runs as a replica).  Triggers see every
+ * source of changes: plain DML, COPY FROM, INSERT ... ON CONFLICT, writable
+ * CTEs, cascaded foreign key actions and user triggers, and they see the
+ * final row, after BEFORE triggers and constraints.
+ *
+ * The guard refuses a write at once unless this node is the leader with
+ * its write gate open (see below), and refuses SERIALIZABLE transactions.
+ *
+ * The capture trigger encodes each change (changes.h) into the
+ * transaction's capture state, which lives in a child of
+ * TopTransactionContext and is created by the first change: a transaction
+ * that touches no replicated table pays one pointer test in each callback.
+ * Each record is tagged with the command id that made it; nested queries
+ * (user triggers that write) fire their AFTER events before the rest of
+ * the outer query's, and a stable sort by command id at pre-commit restores
+ * the order in which the changes were made.  A savepoint rolled back
+ * truncates the stream to where the savepoint began.
+ *
+ * At XACT_EVENT_PRE_COMMIT, after deferred triggers and constraints ran,
+ * the stream is cut into chunks of at most raftpg.max_entry_size, handed to
+ * the node worker in one request (so they become contiguous entries of one
+ * term, proposed only if that is still the term the write gate was opened
+ * in), the last chunk's index is inserted into raftpg.origin_commits, and
+ * the backend waits until a majority has the entries.  Then PostgreSQL
+ * commits, and the origin_commits row with it: the apply worker skips
+ * entries whose row it finds and applies the others, so an entry is
+ * applied exactly once whichever way the local transaction ends.
+ *
+ * Where the outcome cannot be known (the term changed, cancel,
+ * statement_timeout, raftpg.commit_timeout, termination), the transaction
+ * fails with SQLSTATE 08007; if the entry commits after all, the apply
+ * worker applies it.  Nothing reports failure for a write that happened, or
+ * success for one that did not.
+ *
+ * The write gate.  Once a transaction with a proposed entry aborts, its row
+ * locks are gone and other transactions could build on rows the entry
+ * changed before anyone knows whether it commits.  So every abort after a
+ * proposal raises RaftpgShmem->gate_index to the entry, and local writes
+ * wait until the apply worker has applied up to there.  A new leader's gate
+ * starts at its first own entry (node.c): its tables must reflect the whole
+ * log before local transactions build on them.
+ *
+ * src/capture.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+
+#include "raftpg.h"
+#include "capture.h"
+#include "changes.h"
+
+int			raftpg_max_entry_size = 1024 * 1024;
+
+/* ----------
+ * The layout of a replicated relation, as this backend encodes it
+ * ----------
+ */
+typedef struct CaptureColumn
+{
+	AttrNumber	attnum;
+	Oid			typid;
+	RaftpgValueMethod method;
+	FmgrInfo	fn;				/* output or send function, if needed */
+} CaptureColumn;
+
+typedef struct CaptureRel
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	uint32		generation;		/* bumped on every rebuild */
+	int			ncols;
+	CaptureColumn *cols;
+	int			nkeys;
+	int		   *keypos;			/* positions in cols of the key columns */
+	int			natts;			/* of the tuple descriptor */
+	char	   *relrec;			/* body of the 'R' record after relref */
+	int			relrec_len;
+} CaptureRel;
+
+static HTAB *capture_rels = NULL;
+static MemoryContext capture_cache_cxt = NULL;
+static uint32 capture_generation = 0;
+
+/* ----------
+ * The capture state of the current transaction
+ * ----------
+ */
+typedef struct CaptureRef
+{
+	Oid			relid;
+	uint32		generation;
+	uint16		relref;
+} CaptureRef;
+
+typedef struct CaptureSavepoint
+{
+	SubTransactionId subid;
+	int			stream_len;
+	int			nrecords;
+} CaptureSavepoint;
+
+typedef struct Capture
+{
+	MemoryContext cxt;
+	uint64		term;			/* the term the guard opened the gate in */
+	StringInfoData rels;		/* 'R' records */
+	StringInfoData stream;		/* change records */
+	uint32	   *cids;			/* command id of each record */
+	int			nrecords;
+	int			maxrecords;
+	bool		sorted;			/* cids never decreased */
+	int			last_truncate;	/* offset of a trailing 'T' record, or -1 */
+	CommandId	last_truncate_cid;
+	CaptureRef *refs;
+	int			nrefs;
+	int			maxrefs;
+	CaptureSavepoint *saves;
+	int			nsaves;
+	int			maxsaves;
+	uint64		proposed_index; /* last chunk's index once proposed */
+	uint64		proposed_term;
+} Capture;
+
+static Capture *cap = NULL;
+
+/* this session's last replicated commit, for raftpg.last_write_index() */
+static uint64 last_write_index = 0;
+
+/* raftpg.origin_commits, resolved once per backend */
+static Oid	origin_relid = InvalidOid;
+static Oid	origin_index_relid = InvalidOid;
+
+static void capture_xact_callback(XactEvent event, void *arg);
+static void capture_subxact_callback(SubXactEvent event,
+									 SubTransactionId mySubid,
+									 SubTransactionId parentSubid, void *arg);
+static void capture_relcache_callback(Datum arg, Oid relid);
+
+void
+CaptureInit(void)
+{
+	RegisterXactCallback(capture_xact_callback, NULL);
+	RegisterSubXactCallback(capture_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(capture_relcache_callback, (Datum) 0);
+}
+
+uint64
+CaptureLastWriteIndex(void)
+{
+	return last_write_index;
+}
+
+static void
+capture_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	CaptureRel *r;
+
+	if (relid == InvalidOid || relid == origin_relid ||
+		relid == origin_index_relid)
+	{
+		origin_relid = InvalidOid;
+		origin_index_relid = InvalidOid;
+	}
+	if (capture_rels == NULL)
+		return;
+	if (relid != InvalidOid)
+	{
+		r = hash_search(capture_rels, &relid, HASH_FIND, NULL);
+		if (r != NULL)
+			r->valid = false;
+		return;
+	}
+	hash_seq_init(&seq, capture_rels);
+	while ((r = hash_seq_search(&seq)) != NULL)
+		r->valid = false;
+}
+
+/* Build rel's layout: the columns sent, how, and its 'R' record body. */
+static void
+build_capture_rel(CaptureRel *cr, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+	Relation	pk;
+	StringInfoData buf;
+	StringInfoData cols;
+	MemoryContext old;
+	int			i;
+	int			k;
+
+	if (!OidIsValid(pkoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replicated table \"%s\" has no primary key",
+						RelationGetRelationName(rel)),
+				 errhint("raftpg finds rows by their primary key; add one back, or unreplicate the table with raftpg.unreplicate_table().")));
+
+	if (cr->cols)
+		pfree(cr->cols);
+	if (cr->keypos)
+		pfree(cr->keypos);
+	if (cr->relrec)
+		pfree(cr->relrec);
+
+	old = MemoryContextSwitchTo(capture_cache_cxt);
+	cr->cols = palloc0(sizeof(CaptureColumn) * Max(desc->natts, 1));
+	cr->ncols = 0;
+	cr->natts = desc->natts;
+	initStringInfo(&cols);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		CaptureColumn *c;
+
+		/* stored generated columns are recomputed where they are applied */
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		c = &cr->cols[cr->ncols++];
+		c->attnum = att->attnum;
+		c->typid = att->atttypid;
+		c->method = ChangesMethodForType(att->atttypid);
+		if (c->method == RAFTPG_VALUE_TEXT || c->method == RAFTPG_VALUE_BINARY)
+		{
+			Oid			fn;
+			bool		varlena;
+
+			if (c->method == RAFTPG_VALUE_TEXT)
+				getTypeOutputInfo(att->atttypid, &fn, &varlena);
+			else
+				getTypeBinaryOutputInfo(att->atttypid, &fn, &varlena);
+			fmgr_info_cxt(fn, &c->fn, capture_cache_cxt);
+		}
+		ChangesPutStr(&cols, NameStr(att->attname));
+		ChangesPutStr(&cols, format_type_be_qualified(att->atttypid));
+		ChangesPutU32(&cols, att->atttypid < FirstNormalObjectId ? att->atttypid : 0);
+	}
+	initStringInfo(&buf);
+	ChangesPutStr(&buf, get_namespace_name(RelationGetNamespace(rel)));
+	ChangesPutStr(&buf, RelationGetRelationName(rel));
+	ChangesPutU16(&buf, (uint16) cr->ncols);
+	appendBinaryStringInfo(&buf, cols.data, cols.len);
+	pfree(cols.data);
+
+	pk = index_open(pkoid, AccessShareLock);
+	cr->nkeys = pk->rd_index->indnkeyatts;
+	cr->keypos = palloc(sizeof(int) * cr->nkeys);
+	ChangesPutU16(&buf, (uint16) cr->nkeys);
+	for (k = 0; k < cr->nkeys; k++)
+	{
+		AttrNumber	attnum = pk->rd_index->indkey.values[k];
+
+		cr->keypos[k] = -1;
+		for (i = 0; i < cr->ncols; i++)
+			if (cr->cols[i].attnum == attnum)
+				cr->keypos[k] = i;
+		if (cr->keypos[k] < 0)
+			elog(ERROR, "primary key column %d of \"%s\" is not replicated",
+				 attnum, RelationGetRelationName(rel));
+		ChangesPutU16(&buf, (uint16) cr->keypos[k]);
+	}
+	index_close(pk, AccessShareLock);
+
+	cr->relrec = buf.data;
+	cr->relrec_len = buf.len;
+	cr->generation = ++capture_generation;
+	cr->valid = true;
+	MemoryContextSwitchTo(old);
+}
+
+static CaptureRel *
+capture_rel(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	CaptureRel *cr;
+	bool		found;
+
+	if (capture_rels == NULL)
+	{
+		HASHCTL		ctl;
+
+		capture_cache_cxt = AllocSetContextCreate(TopMemoryContext,
+												  "raftpg capture cache",
+												  ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CaptureRel);
+		ctl.hcxt = capture_cache_cxt;
+		capture_rels = hash_create("raftpg capture relations", 32, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	cr = hash_search(capture_rels, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		cr->valid = false;
+		cr->cols = NULL;
+		cr->keypos = NULL;
+		cr->relrec = NULL;
+	}
+	if (!cr->valid)
+		build_capture_rel(cr, rel);
+	return cr;
+}
+
+/* ----------
+ * The capture state
+ * ----------
+ */
+static Capture *
+capture_begin(void)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	Capture    *c;
+
+	cxt = AllocSetContextCreate(TopTransactionContext, "raftpg capture",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	c = palloc0(sizeof(Capture));
+	c->cxt = cxt;
+	initStringInfo(&c->rels);
+	initStringInfo(&c->stream);
+	c->maxrecords = 256;
+	c->cids = palloc(sizeof(uint32) * c->maxrecords);
+	c->sorted = true;
+	c->last_truncate = -1;
+	c->maxrefs = 4;
+	c->refs = palloc(sizeof(CaptureRef) * c->maxrefs);
+	c->maxsaves = 4;
+	c->saves = palloc(sizeof(CaptureSavepoint) * c->maxsaves);
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+/* this transaction's reference to rel's current layout, with its 'R' */
+static uint16
+capture_relref(CaptureRel *cr)
+{
+	int			i;
+	int			start;
+	CaptureRef *ref;
+
+	for (i = cap->nrefs - 1; i >= 0; i--)
+		if (cap->refs[i].relid == cr->relid)
+		{
+			if (cap->refs[i].generation == cr->generation)
+				return cap->refs[i].relref;
+			break;
+		}
+	if (cap->nrefs == PG_UINT16_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many replicated table layouts in one transaction")));
+	if (cap->nrefs == cap->maxrefs)
+	{
+		cap->maxrefs *= 2;
+		cap->refs = repalloc(cap->refs, sizeof(CaptureRef) * cap->maxrefs);
+	}
+	ref = &cap->refs[cap->nrefs];
+	ref->relid = cr->relid;
+	ref->generation = cr->generation;
+	ref->relref = (uint16) cap->nrefs;
+	cap->nrefs++;
+
+	start = ChangesBeginRecord(&cap->rels, RAFTPG_REC_RELATION);
+	ChangesPutU16(&cap->rels, ref->relref);
+	appendBinaryStringInfo(&cap->rels, cr->relrec, cr->relrec_len);
+	ChangesEndRecord(&cap->rels, start);
+	return ref->relref;
+}
+
+/* remember where the current subtransaction's changes begin */
+static void
+capture_mark_subxact(void)
+{
+	SubTransactionId sub = GetCurrentSubTransactionId();
+
+	if (sub == TopSubTransactionId)
+		return;
+	if (cap->nsaves > 0 && cap->saves[cap->nsaves - 1].subid >= sub)
+		return;
+	if (cap->nsaves == cap->maxsaves)
+	{
+		cap->maxsaves *= 2;
+		cap->saves = repalloc(cap->saves, sizeof(CaptureSavepoint) * cap->maxsaves);
+	}
+	cap->saves[cap->nsaves].subid = sub;
+	cap->saves[cap->nsaves].stream_len = cap->stream.len;
+	cap->saves[cap->nsaves].nrecords = cap->nrecords;
+	cap->nsaves++;
+}
+
+static void
+capture_note_record(CommandId cid)
+{
+	if (cap->nrecords == cap->maxrecords)
+	{
+		cap->maxrecords *= 2;
+		cap->cids = repalloc_huge(cap->cids, sizeof(uint32) * cap->maxrecords);
+	}
+	if (cap->nrecords > 0 && cid < cap->cids[cap->nrecords - 1])
+		cap->sorted = false;
+	cap->cids[cap->nrecords++] = cid;
+	cap->last_truncate = -1;
+}
+
+static void
+put_values(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
+{
+	int			i;
+
+	ChangesPutU16(buf, (uint16) cr->ncols);
+	for (i = 0; i < cr->ncols; i++)
+	{
+		CaptureColumn *c = &cr->cols[i];
+		int			a = c->attnum - 1;
+
+		ChangesPutValue(buf, c->method, c->typid, &c->fn, values[a], nulls[a]);
+	}
+}
+
+static void
+put_key(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
+{
+	int			k;
+
+	ChangesPutU16(buf, (uint16) cr->nkeys);
+	for (k = 0; k < cr->nkeys; k++)
+	{
+		CaptureColumn *c = &cr->cols[cr->keypos[k]];
+		int			a = c->attnum - 1;
+
+		ChangesPutValue(buf, c->method, c->typid, &c->fn, values[a], nulls[a]);
+	}
+}
+
+static bool
+key_changed(CaptureRel *cr, Relation rel, Datum *ov, bool *on, Datum *nv,
+			bool *nn)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			k;
+
+	for (k = 0; k < cr->nkeys; k++)
+	{
+		int			a = cr->cols[cr->keypos[k]].attnum - 1;
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (on[a] != nn[a])
+			return true;
+		if (!on[a] && !datumIsEqual(ov[a], nv[a], att->attbyval, att->attlen))
+			return true;
+	}
+	return false;
+}
+
+/* ----------
+ * The triggers
+ * ----------
+ */
+
+/* a write this node may not make: 25006, naming the leader */
+static void
+refuse_not_leader(Relation rel)
+{
+	RaftpgNodeStatus st = RaftpgReadStatus();
+	RaftpgMember leader;
+
+	if (st.role == RAFTPG_ROLE_UNCONFIGURED)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write replicated table \"%s\": this server is not a member of a raftpg cluster",
+						RelationGetRelationName(rel)),
+				 errhint("Unreplicate the table with raftpg.unreplicate_table(), or add this server to the cluster.")));
+	if (st.leader_id != 0 && RaftpgFindMember(st.leader_id, NULL, &leader))
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write replicated table \"%s\" on a raftpg follower",
+						RelationGetRelationName(rel)),
+				 errhint("The leader is node \"%s\", reachable at \"%s\".",
+						 leader.name, leader.conninfo)));
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot write replicated table \"%s\": no raftpg leader is known",
+					RelationGetRelationName(rel)),
+			 errhint("An election is under way; try again shortly.")));
+}
+
+/*
+ * The write gate, as a backend sees it: 0 when it is open, else the
+ * SQLSTATE of the refusal; *term is the term it is open in.
+ */
+static void
+check_gate(bool at_commit, uint64 *term)
+{
+	TimestampTz deadline =
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), raftpg_commit_timeout);
+	bool		waited = false;
+
+	for (;;)
+	{
+		RaftpgNodeStatus st;
+		uint64		ready_term;
+		uint64		gate_index;
+		uint64		applied;
+
+		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+		st = RaftpgShmem->status;
+		ready_term = RaftpgShmem->ready_term;
+		gate_index = RaftpgShmem->gate_index;
+		applied = RaftpgShmem->applied_index;
+		LWLockRelease(&RaftpgShmem->lock);
+
+		if (st.role != RAFTPG_ROLE_LEADER)
+		{
+			if (waited)
+				ConditionVariableCancelSleep();
+			if (at_commit)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("this node stopped being the raftpg leader before the transaction committed"),
+						 errdetail("Nothing was sent to the cluster; the transaction is rolled back."),
+						 errhint("Retry the transaction on the new leader.")));
+			RaftpgRequireLeader();
+		}
+		if (ready_term == st.term && applied >= gate_index &&
+			(*term == 0 || *term == st.term))
+		{
+			if (waited)
+				ConditionVariableCancelSleep();
+			*term = st.term;
+			return;
+		}
+		if (at_commit || *term != 0 || RaftpgRemainingMs(deadline) == 0)
+		{
+			if (waited)
+				ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("the raftpg leader is not accepting writes right now"),
+					 errdetail("It is applying log entries up to index " UINT64_FORMAT " (applied: " UINT64_FORMAT ") after %s.",
+							   gate_index, applied,
+							   *term != 0 && *term != st.term ? "a change of term" :
+							   "an election or a transaction whose outcome was unknown"),
+					 errhint("Retry the transaction.")));
+		}
+		/* nothing written yet: wait for the gate to open */
+		if (!waited)
+		{
+			ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
+			waited = true;
+		}
+		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
+										   Min(RaftpgRemainingMs(deadline), 100),
+										   PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+PG_FUNCTION_INFO_V1(raftpg_guard);
+
+/*
+ * BEFORE STATEMENT, enabled ALWAYS: refuse writes this node may not make,
+ * before any row is touched.
+ */
+Datum
+raftpg_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	uint64		term;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "raftpg.guard() must be called as a trigger");
+	if (RaftpgIsApplyWorker())
+		return PointerGetDatum(NULL);
+	RaftpgCheckPreloaded();
+
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot write replicated table \"%s\" with session_replication_role = replica",
+						RelationGetRelationName(td->tg_relation)),
+				 errdetail("Its changes would not be captured, and the servers would diverge.")));
+	if (IsolationIsSerializable())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot write replicated table \"%s\" in a SERIALIZABLE transaction",
+						RelationGetRelationName(td->tg_relation)),
+				 errdetail("raftpg orders transactions by the Raft log, which does not provide serializable isolation across servers."),
+				 errhint("Use REPEATABLE READ or READ COMMITTED for transactions that write replicated tables.")));
+	if (RaftpgReadStatus().role != RAFTPG_ROLE_LEADER)
+		refuse_not_leader(td->tg_relation);
+
+	term = cap ? cap->term : 0;
+	check_gate(false, &term);
+	if (cap == NULL)
+	{
+		cap = capture_begin();
+		cap->term = term;
+	}
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(raftpg_capture);
+
+/* AFTER ROW INSERT OR UPDATE OR DELETE: encode the change */
+Datum
+raftpg_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	CaptureRel *cr;
+	MemoryContext old;
+	uint16		relref;
+	int			start;
+	CommandId	cid = InvalidCommandId;
+	Datum	   *nv = NULL;
+	bool	   *nn = NULL;
+	Datum	   *ov = NULL;
+	bool	   *on = NULL;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "raftpg.capture() must be called as an AFTER ROW trigger");
+	if (cap == NULL)
+	{
+		/* the guard ran unless it was disabled; never write uncaptured */
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replicated table \"%s\" was written without its raftpg guard trigger",
+						RelationGetRelationName(td->tg_relation)),
+				 errhint("Re-enable trigger raftpg_guard, or unreplicate the table with raftpg.unreplicate_table().")));
+	}
+
+	rel = td->tg_relation;
+	desc = RelationGetDescr(rel);
+	cr = capture_rel(rel);
+
+	old = MemoryContextSwitchTo(cap->cxt);
+	capture_mark_subxact();
+	relref = capture_relref(cr);
+	MemoryContextSwitchTo(old);
+
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		HeapTuple	newtup = TRIGGER_FIRED_BY_INSERT(td->tg_event) ?
+			td->tg_trigtuple : td->tg_newtuple;
+
+		nv = palloc(sizeof(Datum) * desc->natts);
+		nn = palloc(sizeof(bool) * desc->natts);
+		heap_deform_tuple(newtup, desc, nv, nn);
+		cid = HeapTupleHeaderGetCmin(newtup->t_data);
+	}
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		ov = palloc(sizeof(Datum) * desc->natts);
+		on = palloc(sizeof(bool) * desc->natts);
+		heap_deform_tuple(td->tg_trigtuple, desc, ov, on);
+		if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+			cid = HeapTupleHeaderGetCmax(td->tg_trigtuple->t_data);
+	}
+
+	/* values are encoded straight into the stream, which lives in cap->cxt */
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+	{
+		start = ChangesBeginRecord(&cap->stream, RAFTPG_REC_INSERT);
+		ChangesPutU16(&cap->stream, relref);
+		put_values(&cap->stream, cr, nv, nn);
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		bool		changed = key_changed(cr, rel, ov, on, nv, nn);
+
+		start = ChangesBeginRecord(&cap->stream, RAFTPG_REC_UPDATE);
+		ChangesPutU16(&cap->stream, relref);
+		ChangesPutU8(&cap->stream, changed ? 1 : 0);
+		if (changed)
+			put_key(&cap->stream, cr, ov, on);
+		put_values(&cap->stream, cr, nv, nn);
+	}
+	else
+	{
+		start = ChangesBeginRecord(&cap->stream, RAFTPG_REC_DELETE);
+		ChangesPutU16(&cap->stream, relref);
+		put_key(&cap->stream, cr, ov, on);
+	}
+	ChangesEndRecord(&cap->stream, start);
+
+	old = MemoryContextSwitchTo(cap->cxt);
+	capture_note_record(cid);
+	MemoryContextSwitchTo(old);
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(raftpg_capture_truncate);
+
+/*
+ * AFTER STATEMENT TRUNCATE.  TRUNCATE of several tables fires once per
+ * table; the tables of one command become one record, so that apply
+ * truncates them together (as foreign keys between them require).
+ */
+Datum
+raftpg_capture_truncate(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	CaptureRel *cr;
+	MemoryContext old;
+	uint16		relref;
+	CommandId	cid = GetCurrentCommandId(false);
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		elog(ERROR, "raftpg.capture_truncate() must be called as a TRUNCATE trigger");
+	if (cap == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replicated table \"%s\" was truncated without its raftpg guard trigger",
+						RelationGetRelationName(td->tg_relation))));
+
+	cr = capture_rel(td->tg_relation);
+	old = MemoryContextSwitchTo(cap->cxt);
+	capture_mark_subxact();
+	relref = capture_relref(cr);
+
+	if (cap->last_truncate >= 0 && cap->last_truncate_cid == cid)
+	{
+		/* one more table of the same TRUNCATE: extend its record */
+		int			at = cap->last_truncate;
+		uint16		n;
+
+		memcpy(&n, cap->stream.data + at + RAFTPG_REC_HEADER, sizeof(n));
+		n = pg_hton16((uint16) (pg_ntoh16(n) + 1));
+		memcpy(cap->stream.data + at + RAFTPG_REC_HEADER, &n, sizeof(n));
+		ChangesPutU16(&cap->stream, relref);
+		ChangesEndRecord(&cap->stream, at);
+	}
+	else
+	{
+		int			start = ChangesBeginRecord(&cap->stream, RAFTPG_REC_TRUNCATE);
+
+		ChangesPutU16(&cap->stream, 1);
+		ChangesPutU16(&cap->stream, relref);
+		ChangesEndRecord(&cap->stream, start);
+		capture_note_record(cid);
+		cap->last_truncate = start;
+		cap->last_truncate_cid = cid;
+	}
+	MemoryContextSwitchTo(old);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Append a record made elsewhere (replicate_table, DDL) to this
+ * transaction's stream, opening the capture state if needed.  The caller
+ * has checked that this node is the leader.
+ */
+void
+CaptureAppendRecord(char tag, const char *body, int len)
+{
+	MemoryContext old;
+	int			start;
+
+	if (cap == NULL)
+	{
+		uint64		term = 0;
+
+		check_gate(false, &term);
+		cap = capture_begin();
+		cap->term = term;
+	}
+	old = MemoryContextSwitchTo(cap->cxt);
+	capture_mark_subxact();
+	start = ChangesBeginRecord(&cap->stream, tag);
+	appendBinaryStringInfo(&cap->stream, body, len);
+	ChangesEndRecord(&cap->stream, start);
+	capture_note_record(GetCurrentCommandId(false));
+	MemoryContextSwitchTo(old);
+}
+
+/* Append an insert of a row of rel (replicate_table's copy of the rows). */
+void
+CaptureInsertRow(Relation rel, HeapTuple tuple)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	CaptureRel *cr = capture_rel(rel);
+	MemoryContext old;
+	Datum	   *v = palloc(sizeof(Datum) * desc->natts);
+	bool	   *n = palloc(sizeof(bool) * desc->natts);
+	uint16		relref;
+	int			start;
+
+	Assert(cap != NULL);
+	old = MemoryContextSwitchTo(cap->cxt);
+	relref = capture_relref(cr);
+	MemoryContextSwitchTo(old);
+	heap_deform_tuple(tuple, desc, v, n);
+	start = ChangesBeginRecord(&cap->stream, RAFTPG_REC_INSERT);
+	ChangesPutU16(&cap->stream, relref);
+	put_values(&cap->stream, cr, v, n);
+	ChangesEndRecord(&cap->stream, start);
+	old = MemoryContextSwitchTo(cap->cxt);
+	capture_note_record(GetCurrentCommandId(false));
+	MemoryContextSwitchTo(old);
+	pfree(v);
+	pfree(n);
+}
+
+/* ----------
+ * Pre-commit: through Raft, then the local commit
+ * ----------
+ */
+typedef struct SortItem
+{
+	uint32		cid;
+	uint32		seq;
+	uint32		off;
+	uint32		len;
+} SortItem;
+
+static int
+sort_item_cmp(const void *a, const void *b)
+{
+	const SortItem *x = a;
+	const SortItem *y = b;
+
+	if (x->cid != y->cid)
+		return x->cid < y->cid ? -1 : 1;
+	return x->seq < y->seq ? -1 : (x->seq > y->seq ? 1 : 0);
+}
+
+/* the whole stream: the relations, then the changes in command order */
+static void
+build_stream(StringInfo out)
+{
+	initStringInfo(out);
+	appendBinaryStringInfo(out, cap->rels.data, cap->rels.len);
+	if (cap->sorted)
+		appendBinaryStringInfo(out, cap->stream.data, cap->stream.len);
+	else
+	{
+		SortItem   *items = palloc_extended(sizeof(SortItem) * cap->nrecords,
+											MCXT_ALLOC_HUGE);
+		uint32		off = 0;
+		int			i;
+
+		for (i = 0; i < cap->nrecords; i++)
+		{
+			uint32		blen;
+
+			memcpy(&blen, cap->stream.data + off + 1, sizeof(blen));
+			items[i].cid = cap->cids[i];
+			items[i].seq = (uint32) i;
+			items[i].off = off;
+			items[i].len = RAFTPG_REC_HEADER + pg_ntoh32(blen);
+			off += items[i].len;
+		}
+		Assert(off == (uint32) cap->stream.len);
+		qsort(items, cap->nrecords, sizeof(SortItem), sort_item_cmp);
+		for (i = 0; i < cap->nrecords; i++)
+			appendBinaryStringInfo(out, cap->stream.data + items[i].off,
+								   (int) items[i].len);
+		pfree(items);
+	}
+}
+
+/*
+ * The request body: u32 n, then each chunk as u32 length and bytes.  Each
+ * chunk is a header and a slice of the stream.
+ */
+static void
+build_chunks(StringInfo stream, StringInfo body, uint32 *nchunks)
+{
+	uint32		room = (uint32) raftpg_max_entry_size - RAFTPG_CHUNK_HEADER;
+	uint32		n = (uint32) ((stream->len + room - 1) / room);
+	RaftpgChunkHeader h;
+	uint32		i;
+
+	if (n == 0)
+		n = 1;
+	initStringInfo(body);
+	appendBinaryStringInfo(body, (char *) &n, sizeof(n));
+	h.origin_node = RaftpgReadStatus().node_id;
+	h.origin_fxid = U64FromFullTransactionId(GetTopFullTransactionId());
+	h.origin_term = cap->term;
+	for (i = 0; i < n; i++)
+	{
+		uint32		from = i * room;
+		uint32		len = Min(room, (uint32) stream->len - from);
+		uint32		clen = RAFTPG_CHUNK_HEADER + len;
+		int			at PG_USED_FOR_ASSERTS_ONLY;
+
+		h.flags = (i == 0 ? RAFTPG_CHUNK_FIRST : 0) |
+			(i == n - 1 ? RAFTPG_CHUNK_LAST : 0);
+		h.chunk_no = i;
+		appendBinaryStringInfo(body, (char *) &clen, sizeof(clen));
+		at = body->len;
+		ChangesPutHeader(body, &h);
+		Assert(body->len - at == RAFTPG_CHUNK_HEADER);
+		appendBinaryStringInfo(body, stream->data + from, (int) len);
+	}
+	*nchunks = n;
+}
+
+/* insert (index) into raftpg.origin_commits, with the transaction */
+static void
+insert_origin_commit(uint64 index)
+{
+	Relation	rel;
+	Relation	idx;
+	TupleTableSlot *slot;
+	Datum		key[1];
+	bool		keynull[1] = {false};
+
+	if (!OidIsValid(origin_relid))
+	{
+		Oid			nsp = get_namespace_oid("raftpg", false);
+		List	   *indexes;
+
+		origin_relid = get_relname_relid("origin_commits", nsp);
+		if (!OidIsValid(origin_relid))
+			elog(ERROR, "table raftpg.origin_commits is missing");
+		rel = table_open(origin_relid, AccessShareLock);
+		indexes = RelationGetIndexList(rel);
+		origin_index_relid = linitial_oid(indexes);
+		table_close(rel, AccessShareLock);
+	}
+	rel = table_open(origin_relid, RowExclusiveLock);
+	idx = index_open(origin_index_relid, RowExclusiveLock);
+	slot = table_slot_create(rel, NULL);
+	ExecClearTuple(slot);
+	slot->tts_values[0] = Int64GetDatum((int64) index);
+	slot->tts_isnull[0] = false;
+	ExecStoreVirtualTuple(slot);
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+	key[0] = Int64GetDatum((int64) index);
+	index_insert(idx, key, keynull, &slot->tts_tid, rel, UNIQUE_CHECK_YES,
+				 false, BuildIndexInfo(idx));
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+}
+
+/* the outcome of our entry is unknown: say so, and close the gate */
+static void
+unknown_outcome(const char *why, const char *hint)
+{
+	uint64		index = cap->proposed_index;
+	uint64		term = cap->proposed_term;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
+			 errmsg("the outcome of this transaction is unknown: %s", why),
+			 errdetail("Its changes are log entry " UINT64_FORMAT " of term " UINT64_FORMAT "; if a majority has it, every node applies it.",
+					   index, term),
+			 errhint("%s", hint)));
+}
+
+/* wait until the majority has our entries, or raise 08007 */
+static void
+wait_for_majority(void)
+{
+	TimestampTz deadline =
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), raftpg_commit_timeout);
+
+	HOLD_INTERRUPTS();
+	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
+	for (;;)
+	{
+		RaftpgNodeStatus st = RaftpgReadStatus();
+		const char *why = NULL;
+		const char *hint = "Check with raftpg.wait_for_index() or by reading the rows whether it was applied.";
+
+		if (st.term == cap->proposed_term && st.commit_index >= cap->proposed_index)
+			break;
+		if (st.term != cap->proposed_term)
+			why = "leadership changed while it was being committed";
+		else if (ProcDiePending)
+			why = "the session was terminated while it was being committed";
+		else if (QueryCancelPending)
+		{
+			QueryCancelPending = false;
+			why = get_timeout_indicator(STATEMENT_TIMEOUT, false) ?
+				"statement timeout while it was being committed" :
+				"canceled while it was being committed";
+		}
+		else if (RaftpgRemainingMs(deadline) == 0)
+		{
+			why = "raftpg.commit_timeout expired while it was being committed";
+			hint = "Check that a majority of the nodes is reachable (raftpg.nodes).";
+		}
+		if (why != NULL)
+		{
+			ConditionVariableCancelSleep();
+			RESUME_INTERRUPTS();
+			unknown_outcome(why, hint);
+		}
+		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
+										   Min(RaftpgRemainingMs(deadline), 1000),
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	RESUME_INTERRUPTS();
+}
+
+static void
+capture_pre_commit(void)
+{
+	StringInfoData stream;
+	StringInfoData body;
+	RaftpgRequest req;
+	RaftpgReply r;
+	uint32		nchunks;
+	uint64		term = cap->term;
+
+	if (cap->nrecords == 0)
+		return;					/* everything was rolled back to savepoints */
+	if (IsolationIsSerializable())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot commit a SERIALIZABLE transaction that wrote replicated tables")));
+
+	check_gate(true, &term);
+
+	build_stream(&stream);
+	build_chunks(&stream, &body, &nchunks);
+	pfree(stream.data);
+	if (body.len > RAFTPG_MAX_REQUEST_BODY)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("transaction too large for raftpg: %d bytes of changes", body.len),
+				 errdetail("This version hands at most %d bytes of changes to the node worker.",
+						   (int) RAFTPG_MAX_REQUEST_BODY),
+				 errhint("Split the transaction.")));
+
+	memset(&req, 0, sizeof(req));
+	req.kind = RAFTPG_REQ_PROPOSE_TXN;
+	req.id = term;
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+	r = RaftpgSubmit(&req, body.data, body.len);
+	pgstat_report_wait_end();
+	pfree(body.data);
+	if (r.rc == RAFT_ENOTLEADER)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("this node stopped being the raftpg leader before the transaction committed"),
+				 errdetail("Nothing was sent to the cluster; the transaction is rolled back."),
+				 errhint("Retry the transaction on the new leader.")));
+	RaftpgReportRefusal(r.rc, "commit the transaction");
+
+	cap->proposed_index = r.index + nchunks - 1;
+	cap->proposed_term = r.term;
+
+	/* the row that tells apply this entry is already in the tables here */
+	insert_origin_commit(cap->proposed_index);
+
+	wait_for_majority();
+}
+
+/*
+ * Put what this transaction captured so far through Raft now, inside a
+ * function (replicate_table), rather than at commit; returns the last
+ * entry's index.  What the transaction captures afterwards goes at commit
+ * as usual.
+ */
+uint64
+CaptureCommitNow(void)
+{
+	if (cap == NULL || cap->nrecords == 0)
+		elog(ERROR, "raftpg: nothing captured to commit");
+	capture_pre_commit();
+	resetStringInfo(&cap->stream);
+	resetStringInfo(&cap->rels);
+	cap->nrecords = 0;
+	cap->nrefs = 0;
+	cap->nsaves = 0;
+	cap->sorted = true;
+	cap->last_truncate = -1;
+	return cap->proposed_index;
+}
+
+static void
+capture_xact_callback(XactEvent event, void *arg)
+{
+	if (cap == NULL)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			capture_pre_commit();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot PREPARE a transaction that wrote replicated tables")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (cap->proposed_index != 0)
+				last_write_index = cap->proposed_index;
+			cap = NULL;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			if (cap->proposed_index != 0)
+			{
+				/*
+				 * Our entry may commit while our rows are free again: nobody
+				 * may build on them until apply has decided (see above).
+				 */
+				LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+				RaftpgShmem->gate_index = Max(RaftpgShmem->gate_index,
+											  cap->proposed_index);
+				LWLockRelease(&RaftpgShmem->lock);
+			}
+			cap = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	int			i;
+
+	if (cap == NULL)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		/* drop every change made since mySubid began */
+		for (i = 0; i < cap->nsaves; i++)
+			if (cap->saves[i].subid >= mySubid)
+				break;
+		if (i < cap->nsaves)
+		{
+			cap->stream.len = cap->saves[i].stream_len;
+			cap->stream.data[cap->stream.len] = '\0';
+			cap->nrecords = cap->saves[i].nrecords;
+			cap->nsaves = i;
+			cap->last_truncate = -1;
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		/* its changes now belong to the parent */
+		if (cap->nsaves > 0 && cap->saves[cap->nsaves - 1].subid == mySubid)
+		{
+			if (parentSubid != TopSubTransactionId &&
+				(cap->nsaves < 2 || cap->saves[cap->nsaves - 2].subid != parentSubid))
+				cap->saves[cap->nsaves - 1].subid = parentSubid;
+			else
+				cap->nsaves--;
+		}
+	}
+}
+
+PG_FUNCTION_INFO_V1(raftpg_last_write_index);
+
+/* raftpg.last_write_index(): this session's last replicated commit */
+Datum
+raftpg_last_write_index(PG_FUNCTION_ARGS)
+{
+	if (last_write_index == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64((int64) last_write_index);
+}

@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.h
+ *	  Changes of replicated tables on the leader, and their commit through
+ *	  Raft (see capture.c).
+ *
+ * src/capture.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RAFTPG_CAPTURE_H
+#define RAFTPG_CAPTURE_H
+
+#include "access/htup.h"
+#include "utils/relcache.h"
+
+extern int	raftpg_max_entry_size;
+
+extern void CaptureInit(void);
+extern uint64 CaptureLastWriteIndex(void);
+extern void CaptureAppendRecord(char tag, const char *body, int len);
+extern void CaptureInsertRow(Relation rel, HeapTuple tuple);
+extern uint64 CaptureCommitNow(void);
+
+#endif							/* RAFTPG_CAPTURE_H */

@@ -1,0 +1,469 @@
+/*-------------------------------------------------------------------------
+ *
+ * replicate.c
+ *	  Putting a table under Raft (raftpg.replicate_table) and taking it out
+ *	  (raftpg.unreplicate_table), on the leader and, through the log, on
+ *	  every other node.
+ *
+ * replicate_table() runs on the leader as a transaction of its own.  It
+ * checks that the table can be replicated (tabledef.c), takes an EXCLUSIVE
+ * lock (readers go on, writers wait), and asks every member over libpq
+ * whether it can take the table: absent there (the statements are tried
+ * and rolled back), or present, identical and empty.  Only then does it
+ * install the triggers (capture.c) and write one transaction to the log:
+ * an 'A' record with the table's definition, then an insert per row.  It
+ * waits until a majority has it, and then until every member has applied
+ * it, warning about members that have not within raftpg.commit_timeout.
+ *
+ * The apply worker of every other node applies 'A' by creating the table
+ * from the statements (or adopting an identical empty one), installing the
+ * same triggers and its raftpg.replicated row, and then the rows.  On the
+ * leader the entry is skipped like every transaction the leader committed
+ * itself.
+ *
+ * unreplicate_table() drops the triggers and the raftpg.replicated row on
+ * the leader and writes an 'X' record that does the same everywhere; the
+ * table and its rows stay, a plain local table on every node.
+ *
+ * src/replicate.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "raftpg.h"
+#include "capture.h"
+#include "changes.h"
+#include "replicate.h"
+#include "tabledef.h"
+
+/* run one statement through SPI (the caller is connected) */
+static void
+spi_exec(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "raftpg: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
+}
+
+/* the triggers of a replicated table, and its raftpg.replicated row */
+static void
+install(Oid relid, uint64 index)
+{
+	char	   *name = RaftpgQualifiedName(relid);
+	StringInfoData sql;
+
+	SPI_connect();
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER raftpg_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION raftpg.guard()", name);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "ALTER TABLE %s ENABLE ALWAYS TRIGGER raftpg_guard", name);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER raftpg_capture AFTER INSERT OR UPDATE OR DELETE ON %s "
+					 "FOR EACH ROW EXECUTE FUNCTION raftpg.capture()", name);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER raftpg_capture_truncate AFTER TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION raftpg.capture_truncate()", name);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO raftpg.replicated VALUES (%u, " UINT64_FORMAT ")",
+					 relid, index);
+	spi_exec(sql.data, SPI_OK_INSERT);
+	SPI_finish();
+}
+
+static void
+uninstall(Oid relid)
+{
+	char	   *name = RaftpgQualifiedName(relid);
+	StringInfoData sql;
+
+	SPI_connect();
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS raftpg_guard ON %s", name);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS raftpg_capture ON %s", name);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS raftpg_capture_truncate ON %s", name);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "DELETE FROM raftpg.replicated WHERE relid = %u", relid);
+	spi_exec(sql.data, SPI_OK_DELETE);
+	SPI_finish();
+}
+
+static bool
+is_replicated(Oid relid)
+{
+	char		sql[128];
+	bool		found;
+
+	SPI_connect();
+	snprintf(sql, sizeof(sql), "SELECT 1 FROM raftpg.replicated WHERE relid = %u", relid);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "raftpg: could not read raftpg.replicated");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+static void
+update_added_index(Oid relid, uint64 index)
+{
+	char		sql[160];
+
+	SPI_connect();
+	snprintf(sql, sizeof(sql),
+			 "UPDATE raftpg.replicated SET added_index = " UINT64_FORMAT " WHERE relid = %u",
+			 index, relid);
+	spi_exec(sql, SPI_OK_UPDATE);
+	SPI_finish();
+}
+
+/* the definition as a text[] literal's elements, for check_table_definition */
+static char *
+definition_array(List *ddl)
+{
+	ArrayBuildState *astate = NULL;
+	ListCell   *lc;
+
+	Oid			out;
+	bool		isvarlena;
+
+	foreach(lc, ddl)
+		astate = accumArrayResult(astate, CStringGetTextDatum((char *) lfirst(lc)),
+								  false, TEXTOID, CurrentMemoryContext);
+	getTypeOutputInfo(TEXTARRAYOID, &out, &isvarlena);
+	return OidOutputFunctionCall(out, makeArrayResult(astate, CurrentMemoryContext));
+}
+
+/* every other member must be able to take the table: ask each one */
+static void
+check_members(const char *qualname, List *ddl)
+{
+	RaftpgMember *members = palloc(sizeof(RaftpgMember) * RAFT_MAX_SERVERS);
+	uint64		self;
+	int			n;
+	int			i;
+	const char *values[2];
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	n = RaftpgShmem->n_members;
+	memcpy(members, RaftpgShmem->members, sizeof(RaftpgMember) * n);
+	self = RaftpgShmem->status.node_id;
+	LWLockRelease(&RaftpgShmem->lock);
+
+	values[0] = qualname;
+	values[1] = definition_array(ddl);
+	for (i = 0; i < n; i++)
+	{
+		if (members[i].id == self)
+			continue;
+		(void) RaftpgRemoteCall(members[i].name, members[i].conninfo,
+								"SELECT raftpg.check_table_definition($1, $2)",
+								2, values, "cannot take the table",
+								TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															raftpg_commit_timeout));
+	}
+	pfree(members);
+}
+
+/* wait until every member has applied index; warn about those that have not */
+static void
+wait_members(uint64 index)
+{
+	RaftpgMember *members = palloc(sizeof(RaftpgMember) * RAFT_MAX_SERVERS);
+	TimestampTz deadline =
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), raftpg_commit_timeout);
+	uint64		self;
+	int			n;
+	int			i;
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	n = RaftpgShmem->n_members;
+	memcpy(members, RaftpgShmem->members, sizeof(RaftpgMember) * n);
+	self = RaftpgShmem->status.node_id;
+	LWLockRelease(&RaftpgShmem->lock);
+
+	for (i = 0; i < n; i++)
+	{
+		char		idx[32];
+		char		ms[32];
+		const char *values[2];
+		char	   *volatile ok = NULL;
+		MemoryContext cxt = CurrentMemoryContext;
+
+		if (members[i].id == self)
+			continue;
+		snprintf(idx, sizeof(idx), UINT64_FORMAT, index);
+		snprintf(ms, sizeof(ms), "%ld ms", Max(RaftpgRemainingMs(deadline), 1));
+		values[0] = idx;
+		values[1] = ms;
+		PG_TRY();
+		{
+			ok = RaftpgRemoteCall(members[i].name, members[i].conninfo,
+								  "SELECT raftpg.wait_for_index($1, $2)",
+								  2, values, "could not be asked",
+								  TimestampTzPlusMilliseconds(deadline, 1000));
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			ereport(WARNING,
+					(errmsg("could not confirm that node \"%s\" applied log entry " UINT64_FORMAT ": %s",
+							members[i].name, index, edata->message),
+					 errhint("It will apply it when it catches up.")));
+			FreeErrorData(edata);
+			continue;
+		}
+		PG_END_TRY();
+		if (ok == NULL || strcmp(ok, "t") != 0)
+			ereport(WARNING,
+					(errmsg("node \"%s\" has not applied log entry " UINT64_FORMAT " within raftpg.commit_timeout",
+							members[i].name, index),
+					 errhint("It will apply it when it catches up.")));
+	}
+	pfree(members);
+}
+
+PG_FUNCTION_INFO_V1(raftpg_replicate_table);
+
+/* raftpg.replicate_table(regclass) -> bigint */
+Datum
+raftpg_replicate_table(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	List	   *ddl;
+	char	   *qualname;
+	StringInfoData rec;
+	ListCell   *lc;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	uint64		index;
+
+	RaftpgCheckPreloaded();
+	RaftpgRequireSuperuser("raftpg.replicate_table()");
+	RaftpgRequireRaftpgDatabase();
+	PreventInTransactionBlock(true, "raftpg.replicate_table()");
+	RaftpgRequireLeader();
+
+	RaftpgCheckReplicable(relid, false);
+	LockRelationOid(relid, ExclusiveLock);
+	ddl = RaftpgTableDefinition(relid);
+	qualname = RaftpgQualifiedName(relid);
+
+	check_members(qualname, ddl);
+
+	install(relid, 0);
+
+	/* the definition, then the rows */
+	initStringInfo(&rec);
+	ChangesPutStr(&rec, get_namespace_name(get_rel_namespace(relid)));
+	ChangesPutStr(&rec, get_rel_name(relid));
+	ChangesPutU16(&rec, (uint16) list_length(ddl));
+	foreach(lc, ddl)
+	{
+		const char *stmt = lfirst(lc);
+
+		ChangesPutU32(&rec, (uint32) strlen(stmt));
+		appendBinaryStringInfoNT(&rec, stmt, (int) strlen(stmt));
+	}
+	CaptureAppendRecord(RAFTPG_REC_ADD_TABLE, rec.data, rec.len);
+
+	rel = table_open(relid, NoLock);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		should_free;
+		HeapTuple	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+		CaptureInsertRow(rel, tup);
+		if (should_free)
+			heap_freetuple(tup);
+		CHECK_FOR_INTERRUPTS();
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+
+	index = CaptureCommitNow();
+	update_added_index(relid, index);
+	wait_members(index);
+	PG_RETURN_INT64((int64) index);
+}
+
+PG_FUNCTION_INFO_V1(raftpg_unreplicate_table);
+
+/* raftpg.unreplicate_table(regclass) -> bigint */
+Datum
+raftpg_unreplicate_table(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	StringInfoData rec;
+	uint64		index;
+
+	RaftpgCheckPreloaded();
+	RaftpgRequireSuperuser("raftpg.unreplicate_table()");
+	RaftpgRequireRaftpgDatabase();
+	PreventInTransactionBlock(true, "raftpg.unreplicate_table()");
+	RaftpgRequireLeader();
+
+	LockRelationOid(relid, ExclusiveLock);
+	if (!is_replicated(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not replicated", get_rel_name(relid))));
+
+	initStringInfo(&rec);
+	ChangesPutStr(&rec, get_namespace_name(get_rel_namespace(relid)));
+	ChangesPutStr(&rec, get_rel_name(relid));
+	CaptureAppendRecord(RAFTPG_REC_UNREPLICATE, rec.data, rec.len);
+	uninstall(relid);
+
+	index = CaptureCommitNow();
+	wait_members(index);
+	PG_RETURN_INT64((int64) index);
+}
+
+/* ----------
+ * Apply, on the other nodes
+ * ----------
+ */
+
+/* is the table empty? */
+static bool
+table_is_empty(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		empty = !table_scan_getnextslot(scan, ForwardScanDirection, slot);
+
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	return empty;
+}
+
+void
+ReplicateApplyAddTable(RaftpgReader *r, uint64 index, bool origin_here)
+{
+	char	   *nspname = ChangesGetStr(r);
+	char	   *relname = ChangesGetStr(r);
+	uint16		n = ChangesGetU16(r);
+	List	   *ddl = NIL;
+	Oid			relid;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		uint32		len = ChangesGetU32(r);
+		const char *p = ChangesGetBytes(r, len);
+
+		ddl = lappend(ddl, pnstrdup(p, len));
+	}
+
+	relid = RangeVarGetRelid(makeRangeVar(nspname, relname, -1), AccessExclusiveLock, true);
+	if (OidIsValid(relid))
+	{
+		List	   *local = RaftpgTableDefinition(relid);
+		ListCell   *a;
+		ListCell   *b;
+
+		if (list_length(local) != list_length(ddl))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_TABLE),
+					 errmsg("a different table named \"%s.%s\" exists on this node",
+							nspname, relname),
+					 errhint("Drop or rename it; apply resumes with the next attempt.")));
+		forboth(a, local, b, ddl)
+			if (strcmp(lfirst(a), lfirst(b)) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_TABLE),
+						 errmsg("a different table named \"%s.%s\" exists on this node",
+								nspname, relname),
+						 errdetail("Here: %s; on the leader: %s",
+								   (char *) lfirst(a), (char *) lfirst(b)),
+						 errhint("Drop or rename it; apply resumes with the next attempt.")));
+		if (origin_here && !table_is_empty(relid))
+		{
+			/*
+			 * This node wrote the entry but its own transaction did not
+			 * commit: the table holds its old rows, the entry holds them as
+			 * the cluster has them.
+			 */
+			char		sql[NAMEDATALEN * 2 + 32];
+
+			snprintf(sql, sizeof(sql), "TRUNCATE %s", quote_qualified_identifier(nspname, relname));
+			SPI_connect();
+			spi_exec(sql, SPI_OK_UTILITY);
+			SPI_finish();
+		}
+		else if (!table_is_empty(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table \"%s.%s\" exists on this node and is not empty",
+							nspname, relname),
+					 errhint("Empty or drop it; apply resumes with the next attempt.")));
+		if (is_replicated(relid))
+			uninstall(relid);
+	}
+	else
+	{
+		ListCell   *lc;
+
+		SPI_connect();
+		spi_exec(psprintf("CREATE SCHEMA IF NOT EXISTS %s", quote_identifier(nspname)),
+				 SPI_OK_UTILITY);
+		foreach(lc, ddl)
+			spi_exec(lfirst(lc), SPI_OK_UTILITY);
+		SPI_finish();
+		CommandCounterIncrement();
+		relid = RangeVarGetRelid(makeRangeVar(nspname, relname, -1), AccessExclusiveLock, false);
+	}
+	install(relid, index);
+}
+
+void
+ReplicateApplyUnreplicate(RaftpgReader *r)
+{
+	char	   *nspname = ChangesGetStr(r);
+	char	   *relname = ChangesGetStr(r);
+	Oid			relid = RangeVarGetRelid(makeRangeVar(nspname, relname, -1),
+										 AccessExclusiveLock, true);
+
+	if (OidIsValid(relid))
+		uninstall(relid);
+}

@@ -1,0 +1,19 @@
+/*-------------------------------------------------------------------------
+ *
+ * replicate.h
+ *	  Putting tables under Raft and taking them out (see replicate.c).
+ *
+ * src/replicate.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef RAFTPG_REPLICATE_H
+#define RAFTPG_REPLICATE_H
+
+#include "changes.h"
+
+extern void ReplicateApplyAddTable(RaftpgReader *r, uint64 index,
+								   bool origin_here);
+extern void ReplicateApplyUnreplicate(RaftpgReader *r);
+
+#endif							/* RAFTPG_REPLICATE_H */
