@@ -147,9 +147,12 @@ SELECT raftpg.check_table_definition('regress_a.bad', ARRAY[
 	'CREATE TABLE regress_a.bad (id integer)',
 	'ALTER TABLE regress_a.bad ADD COLUMN t regress_a.no_such_type']);
 \echo SQLSTATE :SQLSTATE
+-- a missing schema is created with the table: the dry run creates it too,
+-- and rolls it back
 SELECT raftpg.check_table_definition('regress_nosuch.t',
 	ARRAY['CREATE TABLE regress_nosuch.t (id integer)']);
 \echo SQLSTATE :SQLSTATE
+SELECT to_regnamespace('regress_nosuch') AS nosuch_schema;
 SELECT to_regclass('regress_a.bad') AS bad;
 
 -- a definition that creates another table, or the table differently

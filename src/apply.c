@@ -76,6 +76,7 @@
 
 #include "raftpg.h"
 #include "changes.h"
+#include "ddl.h"
 #include "replicate.h"
 
 /* at most this many entries, or this many bytes of them, per transaction */
@@ -952,6 +953,10 @@ apply_txn(uint64 index)
 			case RAFTPG_REC_ADD_TABLE:
 				release_relations();
 				ReplicateApplyAddTable(&body, index, origin_here);
+				break;
+			case RAFTPG_REC_DDL:
+				release_relations();
+				DdlApply(&body);
 				break;
 			case RAFTPG_REC_UNREPLICATE:
 				release_relations();

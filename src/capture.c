@@ -492,9 +492,12 @@ key_changed(CaptureRel *cr, Relation rel, Datum *ov, bool *on, Datum *nv,
  * ----------
  */
 
-/* a write this node may not make: 25006, naming the leader */
-static void
-refuse_not_leader(Relation rel)
+/*
+ * A write of replicated table relname (or DDL on it) this node may not
+ * make, because it is not the leader: 25006, naming the leader.
+ */
+void
+CaptureRefuseNotLeader(const char *relname)
 {
 	RaftpgNodeStatus st = RaftpgReadStatus();
 	RaftpgMember leader;
@@ -503,19 +506,19 @@ refuse_not_leader(Relation rel)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot write replicated table \"%s\": this server is not a member of a raftpg cluster",
-						RelationGetRelationName(rel)),
+						relname),
 				 errhint("Unreplicate the table with raftpg.unreplicate_table(), or add this server to the cluster.")));
 	if (st.leader_id != 0 && RaftpgFindMember(st.leader_id, NULL, &leader))
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot write replicated table \"%s\" on a raftpg follower",
-						RelationGetRelationName(rel)),
+						relname),
 				 errhint("The leader is node \"%s\", reachable at \"%s\".",
 						 leader.name, leader.conninfo)));
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 			 errmsg("cannot write replicated table \"%s\": no raftpg leader is known",
-					RelationGetRelationName(rel)),
+					relname),
 			 errhint("An election is under way; try again shortly.")));
 }
 
@@ -622,7 +625,7 @@ raftpg_guard(PG_FUNCTION_ARGS)
 				 errdetail("raftpg orders transactions by the Raft log, which does not provide serializable isolation across servers."),
 				 errhint("Use REPEATABLE READ or READ COMMITTED for transactions that write replicated tables.")));
 	if (RaftpgReadStatus().role != RAFTPG_ROLE_LEADER)
-		refuse_not_leader(td->tg_relation);
+		CaptureRefuseNotLeader(RelationGetRelationName(td->tg_relation));
 
 	term = cap ? cap->term : 0;
 	check_gate(false, &term);

@@ -21,5 +21,6 @@ extern uint64 CaptureLastWriteIndex(void);
 extern void CaptureAppendRecord(char tag, const char *body, int len);
 extern void CaptureInsertRow(Relation rel, HeapTuple tuple);
 extern uint64 CaptureCommitNow(void);
+extern void CaptureRefuseNotLeader(const char *relname) pg_attribute_noreturn();
 
 #endif							/* RAFTPG_CAPTURE_H */

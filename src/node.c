@@ -67,6 +67,24 @@
 /* how often a member checks that its tables still exist */
 #define RAFTPG_TABLE_CHECK_MS		1000
 
+/*
+ * Backends waiting for a read point.  Requests that arrive in one pass
+ * share one raft_read_index() round (ctx); the answer goes to all of them.
+ */
+typedef struct ReadWaiter
+{
+	int32		procno;
+	uint64		seq;
+	uint64		ctx;			/* 0 until its round is asked for */
+} ReadWaiter;
+
+#define RAFTPG_MAX_READ_WAITERS 1024
+
+static ReadWaiter read_waiters[RAFTPG_MAX_READ_WAITERS];
+static int	n_read_waiters = 0;
+static uint64 next_read_ctx = 0;
+static uint64 read_term = 0;		/* term the waiting rounds were asked in */
+
 static raft *core = NULL;
 static RaftpgStateRow state;	/* raftpg.state as last committed */
 static MemoryContext loop_cxt = NULL;
@@ -534,6 +552,94 @@ propose_txn(const RaftpgRequest *req, const char *body, uint32 len,
 	return rc;
 }
 
+/*
+ * Ask for one read round for every waiter that has none yet.  Returns true
+ * if waiters were answered (refused) here.
+ */
+static bool
+read_round_start(void)
+{
+	raft_status st;
+	int			i;
+	int			rc;
+	bool		fresh = false;
+
+	for (i = 0; i < n_read_waiters; i++)
+		if (read_waiters[i].ctx == 0)
+			fresh = true;
+	if (!fresh)
+		return false;
+	raft_get_status(core, &st);
+	rc = raft_read_index(core, ++next_read_ctx);
+	read_term = st.term;
+	for (i = 0; i < n_read_waiters; i++)
+	{
+		ReadWaiter *w = &read_waiters[i];
+
+		if (w->ctx != 0)
+			continue;
+		if (rc == RAFT_OK)
+			w->ctx = next_read_ctx;
+		else
+		{
+			RaftpgRequest req;
+
+			req.procno = w->procno;
+			req.seq = w->seq;
+			reply(&req, rc, 0, st.term);
+			*w = read_waiters[--n_read_waiters];
+			i--;
+		}
+	}
+	return rc != RAFT_OK;
+}
+
+/*
+ * Answer the waiters of the rounds in rd; refuse every waiter if the term
+ * moved (the round may never be answered).
+ */
+static void
+read_rounds_answer(const raft_ready *rd)
+{
+	raft_status st;
+	size_t		r;
+	int			i;
+	bool		any = false;
+
+	if (n_read_waiters == 0)
+		return;
+	raft_get_status(core, &st);
+	for (i = 0; i < n_read_waiters; i++)
+	{
+		ReadWaiter *w = &read_waiters[i];
+		RaftpgRequest req;
+		bool		done = false;
+
+		req.procno = w->procno;
+		req.seq = w->seq;
+		for (r = 0; r < rd->n_reads; r++)
+			if (w->ctx != 0 && rd->reads[r].ctx == w->ctx)
+			{
+				reply(&req, RAFT_OK, rd->reads[r].index, st.term);
+				done = true;
+				break;
+			}
+		if (!done && w->ctx != 0 && st.term != read_term)
+		{
+			reply(&req, RAFT_ENOTLEADER, 0, st.term);
+			done = true;
+		}
+		if (done)
+		{
+			*w = read_waiters[--n_read_waiters];
+			i--;
+			any = true;
+		}
+	}
+	if (any)
+		ConditionVariableBroadcast(&RaftpgShmem->cv);
+}
+
 static void
 node_requests(void)
 {
@@ -580,6 +686,18 @@ node_requests(void)
 				rc = propose_txn(&req, rec + sizeof(RaftpgRequest),
 								 len - sizeof(RaftpgRequest), &index);
 				break;
+			case RAFTPG_REQ_READ_INDEX:
+				if (n_read_waiters < RAFTPG_MAX_READ_WAITERS)
+				{
+					ReadWaiter *w = &read_waiters[n_read_waiters++];
+
+					w->procno = req.procno;
+					w->seq = req.seq;
+					w->ctx = 0;
+					continue;	/* answered when its round completes */
+				}
+				rc = RAFT_EBUSY;
+				break;
 			case RAFTPG_REQ_ADD:
 				rc = raft_add_server(core, req.id, req.name, req.conninfo, &index);
 				break;
@@ -600,6 +718,8 @@ node_requests(void)
 		reply(&req, rc, index, st.term);
 		any = true;
 	}
+	if (read_round_start())
+		any = true;
 	if (any)
 		ConditionVariableBroadcast(&RaftpgShmem->cv);
 }
@@ -754,6 +874,8 @@ node_process_ready(void)
 			ereport(LOG,
 					(errmsg("raftpg: node " UINT64_FORMAT " offered a snapshot at index " UINT64_FORMAT ", which this version cannot install yet",
 							(uint64) rd.snapshot.from, (uint64) rd.snapshot.index)));
+
+		read_rounds_answer(&rd);
 
 		if (ok)
 			raft_advance(core);

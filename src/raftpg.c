@@ -38,7 +38,9 @@
 
 #include "raftpg.h"
 #include "capture.h"
+#include "ddl.h"
 #include "mailbox.h"
+#include "reads.h"
 
 PG_MODULE_MAGIC;
 
@@ -161,8 +163,10 @@ _PG_init(void)
 
 	rp_register_node_worker();
 
-	/* every backend: capture of changes to replicated tables */
+	/* every backend: capture of changes to replicated tables, DDL, reads */
 	CaptureInit();
+	DdlInit();
+	ReadsInit();
 }
 
 /*

@@ -122,8 +122,10 @@ typedef enum RaftpgRequestKind
 	RAFTPG_REQ_PROMOTE,			/* id */
 	RAFTPG_REQ_REMOVE,			/* id */
 	RAFTPG_REQ_TRANSFER,		/* id, or 0 for any */
-	RAFTPG_REQ_PROPOSE_TXN		/* body: u32 n, then n x (u32 len, bytes);
+	RAFTPG_REQ_PROPOSE_TXN,		/* body: u32 n, then n x (u32 len, bytes);
 								 * refused unless leader in term id */
+	RAFTPG_REQ_READ_INDEX		/* a linearizable read point: the reply's
+								 * index, once a quorum confirmed it */
 } RaftpgRequestKind;
 
 /*

@@ -445,8 +445,9 @@ ReplicateApplyAddTable(RaftpgReader *r, uint64 index, bool origin_here)
 		ListCell   *lc;
 
 		SPI_connect();
-		spi_exec(psprintf("CREATE SCHEMA IF NOT EXISTS %s", quote_identifier(nspname)),
-				 SPI_OK_UTILITY);
+		if (!OidIsValid(get_namespace_oid(nspname, true)))
+			spi_exec(psprintf("CREATE SCHEMA %s", quote_identifier(nspname)),
+					 SPI_OK_UTILITY);
 		foreach(lc, ddl)
 			spi_exec(lfirst(lc), SPI_OK_UTILITY);
 		SPI_finish();

@@ -722,6 +722,7 @@ tabledef_dry_run(RangeVar *rv, const char *name, List *given)
 			elog(ERROR, "SPI_connect failed");
 		/* a missing schema is created with the table (replicate.c) */
 		if (rv->schemaname != NULL &&
+			!OidIsValid(get_namespace_oid(rv->schemaname, true)) &&
 			SPI_execute(psprintf("CREATE SCHEMA IF NOT EXISTS %s",
 								 quote_identifier(rv->schemaname)),
 						false, 0) != SPI_OK_UTILITY)
