@@ -60,6 +60,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
@@ -68,6 +69,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
@@ -522,6 +524,62 @@ CaptureRefuseNotLeader(const char *relname)
 			 errhint("An election is under way; try again shortly.")));
 }
 
+/* this backend's commit slot: hold xid and index, or let go (xid invalid) */
+static void
+set_commit_slot(TransactionId xid, uint64 index)
+{
+	RaftpgCommitSlot *slot = &RaftpgCommitSlots[MyProc->pgprocno];
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (TransactionIdIsValid(xid) && !TransactionIdIsValid(slot->xid))
+		RaftpgShmem->active_slots++;
+	else if (!TransactionIdIsValid(xid) && TransactionIdIsValid(slot->xid))
+		RaftpgShmem->active_slots--;
+	slot->xid = xid;
+	slot->index = index;
+	LWLockRelease(&RaftpgShmem->lock);
+}
+
+/*
+ * An orphan not yet behind the gate: a transaction that proposed an entry
+ * and has ended in the process array without committing, but has not run
+ * its abort callback (which raises the gate) yet.  Its rows are free to
+ * others already.  Returns the highest such entry index, 0 if none.
+ */
+static uint64
+unclosed_orphan(void)
+{
+	RaftpgCommitSlot *copy;
+	int			n = 0;
+	int			i;
+	uint64		orphan = 0;
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	if (RaftpgShmem->active_slots == 0)
+	{
+		LWLockRelease(&RaftpgShmem->lock);
+		return 0;
+	}
+	copy = palloc(sizeof(RaftpgCommitSlot) * RaftpgShmem->active_slots);
+	for (i = 0; i < MaxBackends && n < RaftpgShmem->active_slots; i++)
+		if (TransactionIdIsValid(RaftpgCommitSlots[i].xid) && i != MyProc->pgprocno)
+			copy[n++] = RaftpgCommitSlots[i];
+	LWLockRelease(&RaftpgShmem->lock);
+
+	for (i = 0; i < n; i++)
+		if (!TransactionIdIsInProgress(copy[i].xid) &&
+			!TransactionIdDidCommit(copy[i].xid))
+			orphan = Max(orphan, copy[i].index);
+	pfree(copy);
+	if (orphan != 0)
+	{
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		RaftpgShmem->gate_index = Max(RaftpgShmem->gate_index, orphan);
+		LWLockRelease(&RaftpgShmem->lock);
+	}
+	return orphan;
+}
+
 /*
  * The write gate, as a backend sees it: 0 when it is open, else the
  * SQLSTATE of the refusal; *term is the term it is open in.
@@ -543,6 +601,8 @@ check_gate(bool at_commit, uint64 *term)
 		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 		st = RaftpgShmem->status;
 		ready_term = RaftpgShmem->ready_term;
+		if (ready_term != 0 && ready_term <= RaftpgShmem->fenced_term)
+			ready_term = 0;		/* not in this term any more */
 		gate_index = RaftpgShmem->gate_index;
 		applied = RaftpgShmem->applied_index;
 		LWLockRelease(&RaftpgShmem->lock);
@@ -560,7 +620,8 @@ check_gate(bool at_commit, uint64 *term)
 			RaftpgRequireLeader();
 		}
 		if (ready_term == st.term && applied >= gate_index &&
-			(*term == 0 || *term == st.term))
+			(*term == 0 || *term == st.term) &&
+			(!at_commit || unclosed_orphan() == 0))
 		{
 			if (waited)
 				ConditionVariableCancelSleep();
@@ -1071,9 +1132,32 @@ capture_pre_commit(void)
 	memset(&req, 0, sizeof(req));
 	req.kind = RAFTPG_REQ_PROPOSE_TXN;
 	req.id = term;
-	pgstat_report_wait_start(PG_WAIT_EXTENSION);
-	r = RaftpgSubmit(&req, body.data, body.len);
-	pgstat_report_wait_end();
+
+	/*
+	 * Once the request is in the ring the worker may propose it, so an
+	 * interrupt must not turn this wait into a definite error: interrupts
+	 * are held (a cancel is noticed by wait_for_majority()).  If the worker
+	 * does not answer at all, whether it proposed is unknown; then no local
+	 * write may be made in this term any more (a later term's gate covers
+	 * everything proposed in this one).
+	 */
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		r = RaftpgSubmit(&req, body.data, body.len);
+	}
+	PG_CATCH();
+	{
+		if (geterrcode() == ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+		{
+			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+			RaftpgShmem->fenced_term = Max(RaftpgShmem->fenced_term, term);
+			LWLockRelease(&RaftpgShmem->lock);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
 	pfree(body.data);
 	if (r.rc == RAFT_ENOTLEADER)
 		ereport(ERROR,
@@ -1085,6 +1169,7 @@ capture_pre_commit(void)
 
 	cap->proposed_index = r.index + nchunks - 1;
 	cap->proposed_term = r.term;
+	set_commit_slot(GetTopTransactionId(), cap->proposed_index);
 
 	/* the row that tells apply this entry is already in the tables here */
 	insert_origin_commit(cap->proposed_index);
@@ -1133,7 +1218,10 @@ capture_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (cap->proposed_index != 0)
+			{
 				last_write_index = cap->proposed_index;
+				set_commit_slot(InvalidTransactionId, 0);
+			}
 			cap = NULL;
 			break;
 		case XACT_EVENT_ABORT:
@@ -1148,6 +1236,7 @@ capture_xact_callback(XactEvent event, void *arg)
 				RaftpgShmem->gate_index = Max(RaftpgShmem->gate_index,
 											  cap->proposed_index);
 				LWLockRelease(&RaftpgShmem->lock);
+				set_commit_slot(InvalidTransactionId, 0);
 			}
 			cap = NULL;
 			break;

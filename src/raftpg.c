@@ -61,6 +61,7 @@ static int	raftpg_inbox_size = 16384;	/* kB */
 RaftpgShared *RaftpgShmem = NULL;
 RaftpgMailbox *RaftpgInbox = NULL;
 RaftpgMailbox *RaftpgRequests = NULL;
+RaftpgCommitSlot *RaftpgCommitSlots = NULL;
 
 /* True when _PG_init() ran while the postmaster preloaded libraries. */
 static bool rp_preloaded = false;
@@ -220,6 +221,7 @@ RaftpgShmemSize(void)
 
 	size = add_size(size, MAXALIGN(MailboxShmemSize(rp_inbox_capacity())));
 	size = add_size(size, MAXALIGN(MailboxShmemSize(RAFTPG_REQUEST_RING_SIZE)));
+	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(RaftpgCommitSlot))));
 	return size;
 }
 
@@ -248,6 +250,9 @@ rp_shmem_startup(void)
 	RaftpgRequests = ShmemInitStruct("raftpg requests",
 									 MailboxShmemSize(RAFTPG_REQUEST_RING_SIZE),
 									 &found);
+	RaftpgCommitSlots = ShmemInitStruct("raftpg commit slots",
+										mul_size(MaxBackends, sizeof(RaftpgCommitSlot)),
+										&found);
 	if (!found)
 	{
 		int			tranche = LWLockNewTrancheId();
@@ -261,6 +266,7 @@ rp_shmem_startup(void)
 		ConditionVariableInit(&RaftpgShmem->cv);
 		MailboxInit(RaftpgInbox, rp_inbox_capacity(), tranche);
 		MailboxInit(RaftpgRequests, RAFTPG_REQUEST_RING_SIZE, tranche);
+		memset(RaftpgCommitSlots, 0, mul_size(MaxBackends, sizeof(RaftpgCommitSlot)));
 	}
 
 	LWLockRelease(AddinShmemInitLock);

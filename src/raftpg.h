@@ -30,6 +30,7 @@
 #define RAFTPG_H
 
 #include "fmgr.h"
+#include "access/transam.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -161,6 +162,20 @@ typedef struct RaftpgReply
 
 typedef struct RaftpgMailbox RaftpgMailbox;
 
+/*
+ * A backend's replicated commit in flight (capture.c), one slot per
+ * backend, protected by RaftpgShared.lock.  While a slot holds an xid, its
+ * entry index has been proposed and its transaction has not yet run its
+ * commit or abort callback: the write gate uses the slots to see a
+ * transaction that has already ended in the process array but not yet
+ * closed the gate behind it.
+ */
+typedef struct RaftpgCommitSlot
+{
+	TransactionId xid;			/* InvalidTransactionId when idle */
+	uint64		index;			/* last entry of its changes */
+} RaftpgCommitSlot;
+
 typedef struct RaftpgShared
 {
 	LWLock		lock;			/* protects everything below */
@@ -199,6 +214,8 @@ typedef struct RaftpgShared
 	 */
 	uint64		ready_term;
 	uint64		gate_index;
+	uint64		fenced_term;	/* no local writes in this term or before */
+	int			active_slots;	/* RaftpgCommitSlots in use */
 
 	/* fault injection, superuser only */
 	RaftpgFaultPoint fault_point;
@@ -220,6 +237,7 @@ extern int	raftpg_commit_timeout;
 extern RaftpgShared *RaftpgShmem;
 extern RaftpgMailbox *RaftpgInbox;
 extern RaftpgMailbox *RaftpgRequests;
+extern RaftpgCommitSlot *RaftpgCommitSlots;	/* MaxBackends of them */
 
 extern void _PG_init(void);
 extern Size RaftpgShmemSize(void);

@@ -18,6 +18,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 # Start $n servers named node1 .. node$n with raftpg preloaded, create the
 # extension on each and return the PostgreSQL::Test::Cluster objects.
@@ -196,6 +197,82 @@ sub check_same
 			$n->name . ": $table identical to the leader's ($what)");
 	}
 	return $want;
+}
+
+# Start $k clients, each a shell loop inserting rows (id, client) into
+# $table with ids client*1000000 + 1, 2, ... through psql, one
+# transaction per row, against whichever node takes writes (a follower's
+# 25006 and a refused connection send it to the next node).  Each client
+# appends "id outcome" lines to $dir/client<k>.log: outcome "ok"
+# (acknowledged), "unknown" (08007, or the connection lost during the
+# commit) or the SQLSTATE of a definite failure.  They run until
+# stop_writers().  Returns the IPC::Run handles.
+sub start_writers
+{
+	my ($k, $dir, $table, @nodes) = @_;
+	my $conns = join(' ', map { "'" . $_->connstr('postgres') . "'" } @nodes);
+	my $script = "$dir/writer.sh";
+	open(my $fh, '>', $script) or die "cannot write $script: $!";
+	my $text = <<'SH';
+#!/bin/bash
+# writer.sh CLIENT: insert rows until @DIR@/stop exists
+c=$1
+i=$((c * 1000000))
+nodes=(@CONNS@)
+while [ ! -e '@DIR@/stop' ]; do
+	i=$((i + 1))
+	done=
+	while [ -z "$done" ] && [ ! -e '@DIR@/stop' ]; do
+		for conn in "${nodes[@]}"; do
+			out=$(psql -X -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d "$conn" \
+				-c "INSERT INTO @TABLE@ VALUES ($i, $c)" 2>&1)
+			rc=$?
+			code=$(printf '%s' "$out" | grep -o 'ERROR:  [0-9A-Z]\{5\}' | head -1 | cut -c9-)
+			if [ $rc = 0 ]; then done=ok
+			elif [ "$code" = 25006 ]; then continue
+			elif [ "$code" = 08007 ]; then done=unknown
+			elif [ -n "$code" ]; then done=$code
+			elif printf '%s' "$out" | grep -q -e 'Connection refused' -e 'No such file' \
+				-e 'could not connect' -e 'the database system is' -e 'connection to server .* failed'; then continue
+			else done=unknown
+			fi
+			break
+		done
+		[ -n "$done" ] || sleep 0.05
+	done
+	[ -n "$done" ] && echo "$i $done" >> "@DIR@/client$c.log"
+done
+SH
+	$text =~ s/\@DIR\@/$dir/g;
+	$text =~ s/\@CONNS\@/$conns/g;
+	$text =~ s/\@TABLE\@/$table/g;
+	print $fh $text;
+	close($fh);
+	chmod 0755, $script;
+	unlink "$dir/stop";
+	return map { IPC::Run::start([ $script, $_ ]) } 1 .. $k;
+}
+
+# Stop the writers and return { id => outcome } over all their logs.
+sub stop_writers
+{
+	my ($dir, @handles) = @_;
+	open(my $fh, '>', "$dir/stop") or die "cannot write $dir/stop: $!";
+	close($fh);
+	$_->finish for @handles;
+	my %outcome;
+	for my $log (glob("$dir/client*.log"))
+	{
+		open(my $in, '<', $log) or die "cannot read $log: $!";
+		while (my $line = <$in>)
+		{
+			chomp $line;
+			my ($id, $what) = split / /, $line;
+			$outcome{$id} = $what;
+		}
+		close($in);
+	}
+	return \%outcome;
 }
 
 # kill -9 the postmaster of $node and wait until it is really gone (reaped,
