@@ -68,6 +68,7 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/dsm.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
@@ -925,77 +926,122 @@ sort_item_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : (x->seq > y->seq ? 1 : 0);
 }
 
-/* the whole stream: the relations, then the changes in command order */
-static void
-build_stream(StringInfo out)
+/*
+ * The changes in command order: the capture buffer itself when no nested
+ * query reordered them, else a copy stably sorted by command id.
+ */
+static StringInfo
+sorted_changes(void)
 {
-	initStringInfo(out);
-	appendBinaryStringInfo(out, cap->rels.data, cap->rels.len);
+	StringInfo	out;
+	SortItem   *items;
+	uint32		off = 0;
+	int			i;
+
 	if (cap->sorted)
-		appendBinaryStringInfo(out, cap->stream.data, cap->stream.len);
-	else
+		return &cap->stream;
+	items = palloc_extended(sizeof(SortItem) * cap->nrecords, MCXT_ALLOC_HUGE);
+	for (i = 0; i < cap->nrecords; i++)
 	{
-		SortItem   *items = palloc_extended(sizeof(SortItem) * cap->nrecords,
-											MCXT_ALLOC_HUGE);
-		uint32		off = 0;
-		int			i;
+		uint32		blen;
 
-		for (i = 0; i < cap->nrecords; i++)
-		{
-			uint32		blen;
-
-			memcpy(&blen, cap->stream.data + off + 1, sizeof(blen));
-			items[i].cid = cap->cids[i];
-			items[i].seq = (uint32) i;
-			items[i].off = off;
-			items[i].len = RAFTPG_REC_HEADER + pg_ntoh32(blen);
-			off += items[i].len;
-		}
-		Assert(off == (uint32) cap->stream.len);
-		qsort(items, cap->nrecords, sizeof(SortItem), sort_item_cmp);
-		for (i = 0; i < cap->nrecords; i++)
-			appendBinaryStringInfo(out, cap->stream.data + items[i].off,
-								   (int) items[i].len);
-		pfree(items);
+		memcpy(&blen, cap->stream.data + off + 1, sizeof(blen));
+		items[i].cid = cap->cids[i];
+		items[i].seq = (uint32) i;
+		items[i].off = off;
+		items[i].len = RAFTPG_REC_HEADER + pg_ntoh32(blen);
+		off += items[i].len;
 	}
+	Assert(off == (uint32) cap->stream.len);
+	qsort(items, cap->nrecords, sizeof(SortItem), sort_item_cmp);
+	out = makeStringInfo();
+	enlargeStringInfo(out, cap->stream.len);
+	for (i = 0; i < cap->nrecords; i++)
+		appendBinaryStringInfo(out, cap->stream.data + items[i].off,
+							   (int) items[i].len);
+	pfree(items);
+	return out;
 }
 
 /*
- * The request body: u32 n, then each chunk as u32 length and bytes.  Each
- * chunk is a header and a slice of the stream.
+ * The stream is the relation records followed by the changes; copy bytes
+ * [from, from + len) of it to dst.
  */
 static void
-build_chunks(StringInfo stream, StringInfo body, uint32 *nchunks)
+copy_stream(StringInfo changes, uint32 from, uint32 len, char *dst)
+{
+	uint32		nrels = (uint32) cap->rels.len;
+
+	if (from < nrels)
+	{
+		uint32		n = Min(len, nrels - from);
+
+		memcpy(dst, cap->rels.data + from, n);
+		dst += n;
+		from += n;
+		len -= n;
+	}
+	if (len > 0)
+		memcpy(dst, changes->data + (from - nrels), len);
+}
+
+/* size of the request body for a stream of total bytes: see fill_body */
+static Size
+body_size(uint64 total, uint32 *nchunks)
 {
 	uint32		room = (uint32) raftpg_max_entry_size - RAFTPG_CHUNK_HEADER;
-	uint32		n = (uint32) ((stream->len + room - 1) / room);
-	RaftpgChunkHeader h;
-	uint32		i;
+	uint64		n = (total + room - 1) / room;
 
 	if (n == 0)
 		n = 1;
-	initStringInfo(body);
-	appendBinaryStringInfo(body, (char *) &n, sizeof(n));
+	if (n > PG_INT32_MAX || total + n * (sizeof(uint32) + RAFTPG_CHUNK_HEADER) >= MaxAllocHugeSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("transaction too large for raftpg: " UINT64_FORMAT " bytes of changes", total)));
+	*nchunks = (uint32) n;
+	return sizeof(uint32) + n * (sizeof(uint32) + RAFTPG_CHUNK_HEADER) + total;
+}
+
+/*
+ * The request body, written to dst: u32 n, then each chunk as u32 length
+ * and bytes; each chunk is a header and a slice of the stream.
+ */
+static void
+fill_body(StringInfo changes, uint32 n, char *dst)
+{
+	uint32		room = (uint32) raftpg_max_entry_size - RAFTPG_CHUNK_HEADER;
+	uint32		total = (uint32) cap->rels.len + (uint32) changes->len;
+	RaftpgChunkHeader h;
+	StringInfoData hbuf;
+	uint32		i;
+
+	memcpy(dst, &n, sizeof(n));
+	dst += sizeof(n);
 	h.origin_node = RaftpgReadStatus().node_id;
 	h.origin_fxid = U64FromFullTransactionId(GetTopFullTransactionId());
 	h.origin_term = cap->term;
+	initStringInfo(&hbuf);
 	for (i = 0; i < n; i++)
 	{
 		uint32		from = i * room;
-		uint32		len = Min(room, (uint32) stream->len - from);
+		uint32		len = Min(room, total - from);
 		uint32		clen = RAFTPG_CHUNK_HEADER + len;
-		int			at PG_USED_FOR_ASSERTS_ONLY;
 
 		h.flags = (i == 0 ? RAFTPG_CHUNK_FIRST : 0) |
 			(i == n - 1 ? RAFTPG_CHUNK_LAST : 0);
 		h.chunk_no = i;
-		appendBinaryStringInfo(body, (char *) &clen, sizeof(clen));
-		at = body->len;
-		ChangesPutHeader(body, &h);
-		Assert(body->len - at == RAFTPG_CHUNK_HEADER);
-		appendBinaryStringInfo(body, stream->data + from, (int) len);
+		memcpy(dst, &clen, sizeof(clen));
+		dst += sizeof(clen);
+		resetStringInfo(&hbuf);
+		ChangesPutHeader(&hbuf, &h);
+		Assert(hbuf.len == RAFTPG_CHUNK_HEADER);
+		memcpy(dst, hbuf.data, RAFTPG_CHUNK_HEADER);
+		dst += RAFTPG_CHUNK_HEADER;
+		copy_stream(changes, from, len, dst);
+		dst += len;
+		CHECK_FOR_INTERRUPTS();
 	}
-	*nchunks = n;
+	pfree(hbuf.data);
 }
 
 /* insert (index) into raftpg.origin_commits, with the transaction */
@@ -1102,8 +1148,10 @@ wait_for_majority(void)
 static void
 capture_pre_commit(void)
 {
-	StringInfoData stream;
-	StringInfoData body;
+	StringInfo	changes;
+	char	   *volatile body = NULL;
+	dsm_segment *volatile seg = NULL;
+	Size		size;
 	RaftpgRequest req;
 	RaftpgReply r;
 	uint32		nchunks;
@@ -1118,20 +1166,29 @@ capture_pre_commit(void)
 
 	check_gate(true, &term);
 
-	build_stream(&stream);
-	build_chunks(&stream, &body, &nchunks);
-	pfree(stream.data);
-	if (body.len > RAFTPG_MAX_REQUEST_BODY)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("transaction too large for raftpg: %d bytes of changes", body.len),
-				 errdetail("This version hands at most %d bytes of changes to the node worker.",
-						   (int) RAFTPG_MAX_REQUEST_BODY),
-				 errhint("Split the transaction.")));
+	changes = sorted_changes();
+	size = body_size((uint64) cap->rels.len + (uint64) changes->len, &nchunks);
+	if (size <= RAFTPG_MAX_INLINE_BODY)
+	{
+		body = palloc(size);
+		fill_body(changes, nchunks, body);
+	}
+	else
+	{
+		/* large: through a shared memory segment of its own */
+		seg = dsm_create(size, 0);
+		fill_body(changes, nchunks, dsm_segment_address(seg));
+	}
+	if (changes != &cap->stream)
+	{
+		pfree(changes->data);
+		pfree(changes);
+	}
 
 	memset(&req, 0, sizeof(req));
 	req.kind = RAFTPG_REQ_PROPOSE_TXN;
 	req.id = term;
+	req.dsm = seg ? dsm_segment_handle(seg) : DSM_HANDLE_INVALID;
 
 	/*
 	 * Once the request is in the ring the worker may propose it, so an
@@ -1144,7 +1201,7 @@ capture_pre_commit(void)
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
-		r = RaftpgSubmit(&req, body.data, body.len);
+		r = RaftpgSubmit(&req, body, body ? size : 0);
 	}
 	PG_CATCH();
 	{
@@ -1158,7 +1215,10 @@ capture_pre_commit(void)
 	}
 	PG_END_TRY();
 	RESUME_INTERRUPTS();
-	pfree(body.data);
+	if (seg)
+		dsm_detach(seg);
+	else
+		pfree(body);
 	if (r.rc == RAFT_ENOTLEADER)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

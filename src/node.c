@@ -62,8 +62,15 @@
 
 /* while not a member, look for membership this often */
 #define RAFTPG_UNCONFIGURED_POLL_MS 250
-/* at most this many ticks are caught up after a long pause */
-#define RAFTPG_MAX_CATCHUP_TICKS	20
+/*
+ * At most this many ticks are caught up after a long pause (a large
+ * persistence, a stall of the machine).  Catching up many at once would
+ * run out election and CheckQuorum timers in one pass, before the messages
+ * that arrived during the pause have been answered: a leader would step
+ * down and followers would campaign only because this process was busy.
+ * Time lost in a pause just makes timeouts a little longer.
+ */
+#define RAFTPG_MAX_CATCHUP_TICKS	2
 /* how often a member checks that its tables still exist */
 #define RAFTPG_TABLE_CHECK_MS		1000
 
@@ -246,9 +253,16 @@ node_options(raft_options *o, uint64 id)
 	o->election_ticks = Max(2, raftpg_election_timeout / raftpg_heartbeat_interval);
 	o->pre_vote = true;
 	o->check_quorum = true;
+	/*
+	 * At most 8 x 1 MB of appends in flight per peer: what a follower's
+	 * inbox (raftpg.inbox_size, 16 MB by default) takes without dropping,
+	 * and little enough queued on a connection that heartbeats behind it
+	 * arrive in time while a large transaction streams.  Each message
+	 * batches up to 4096 entries, so small commits are not held back.
+	 */
 	o->max_msg_entries = 4096;
-	o->max_msg_bytes = 4 * 1024 * 1024;
-	o->max_inflight = 256;
+	o->max_msg_bytes = 1024 * 1024;
+	o->max_inflight = 8;
 	o->seed = id ^ ((uint64) MyProcPid << 20) ^ (uint64) GetCurrentTimestamp();
 }
 
@@ -683,8 +697,26 @@ node_requests(void)
 					break;
 				}
 			case RAFTPG_REQ_PROPOSE_TXN:
-				rc = propose_txn(&req, rec + sizeof(RaftpgRequest),
-								 len - sizeof(RaftpgRequest), &index);
+				if (req.dsm != DSM_HANDLE_INVALID)
+				{
+					/* a large transaction: its body is in a segment */
+					dsm_segment *seg = dsm_attach(req.dsm);
+
+					if (seg == NULL)
+						rc = RAFT_EINVAL;	/* the backend gave up */
+					else
+					{
+						Size		size = dsm_segment_map_length(seg);
+
+						rc = size > PG_UINT32_MAX ? RAFT_EINVAL :
+							propose_txn(&req, dsm_segment_address(seg),
+										(uint32) size, &index);
+						dsm_detach(seg);
+					}
+				}
+				else
+					rc = propose_txn(&req, rec + sizeof(RaftpgRequest),
+									 len - sizeof(RaftpgRequest), &index);
 				break;
 			case RAFTPG_REQ_READ_INDEX:
 				if (n_read_waiters < RAFTPG_MAX_READ_WAITERS)

@@ -32,6 +32,7 @@
 #include "fmgr.h"
 #include "access/transam.h"
 #include "storage/condition_variable.h"
+#include "storage/dsm.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
@@ -138,8 +139,8 @@ typedef enum RaftpgRequestKind
 
 /* the ring backends hand requests to the node worker through */
 #define RAFTPG_REQUEST_RING_SIZE	(16 * 1024 * 1024)
-/* the largest body one request may carry */
-#define RAFTPG_MAX_REQUEST_BODY		(RAFTPG_REQUEST_RING_SIZE / 4)
+/* the largest body a request carries in the ring; larger ones go by DSM */
+#define RAFTPG_MAX_INLINE_BODY		(1024 * 1024)
 
 typedef struct RaftpgRequest
 {
@@ -147,6 +148,7 @@ typedef struct RaftpgRequest
 	int32		procno;			/* the asking backend's reply slot */
 	uint64		seq;			/* matches the reply to the request */
 	uint64		id;
+	dsm_handle	dsm;			/* PROPOSE_TXN: the body is in this segment */
 	char		name[RAFTPG_NAME_LEN];
 	char		conninfo[RAFTPG_CONNINFO_LEN];
 } RaftpgRequest;
