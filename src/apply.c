@@ -78,6 +78,7 @@
 #include "changes.h"
 #include "ddl.h"
 #include "replicate.h"
+#include "sequences.h"
 
 /* at most this many entries, or this many bytes of them, per transaction */
 #define APPLY_BATCH_ENTRIES		1000
@@ -232,6 +233,8 @@ RaftpgApplyMain(Datum main_arg)
 			apply_batch(target);
 			continue;
 		}
+		if (OidIsValid(state_relid))
+			SequencesTick(applied_index);
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   APPLY_IDLE_MS, PG_WAIT_EXTENSION);
@@ -953,6 +956,9 @@ apply_txn(uint64 index)
 			case RAFTPG_REC_ADD_TABLE:
 				release_relations();
 				ReplicateApplyAddTable(&body, index, origin_here);
+				break;
+			case RAFTPG_REC_RESERVE:
+				SequencesApply(&body, origin_here);
 				break;
 			case RAFTPG_REC_DDL:
 				release_relations();

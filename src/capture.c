@@ -604,6 +604,8 @@ check_gate(bool at_commit, uint64 *term)
 		ready_term = RaftpgShmem->ready_term;
 		if (ready_term != 0 && ready_term <= RaftpgShmem->fenced_term)
 			ready_term = 0;		/* not in this term any more */
+		if (RaftpgShmem->seq_ready_term != ready_term)
+			ready_term = 0;		/* sequences not reserved yet */
 		gate_index = RaftpgShmem->gate_index;
 		applied = RaftpgShmem->applied_index;
 		LWLockRelease(&RaftpgShmem->lock);

@@ -24,11 +24,13 @@
  *	  'U' update	u16 relref, u8 key changed, [key], tuple
  *	  'D' delete	u16 relref, key
  *	  'T' truncate	u16 n, n x u16 relref
- *	  'A' add table	str schema, str table, u16 n, n x str statement
+ *	  'A' add table	str schema, str table, u16 n, n x text statement
  *	  'X' unreplicate str schema, str table
- *	  'S' ddl		str search_path, str statement
+ *	  'S' ddl		str search_path, text statement
+ *	  'Q' reserve	u16 n, n x (str schema, str sequence, u64 reserved up to)
  *
  *	  str: u16 length, bytes (no terminator)
+ *	  text: u32 length, bytes (no terminator)
  *	  tuple: u16 n, n values (the 'R' record's columns, in its order)
  *	  key: u16 n, n values (the primary key columns, in key order)
  *	  value: 'n' (null)
@@ -68,6 +70,7 @@
 #define RAFTPG_REC_ADD_TABLE	'A'
 #define RAFTPG_REC_UNREPLICATE	'X'
 #define RAFTPG_REC_DDL			'S'
+#define RAFTPG_REC_RESERVE		'Q'
 
 /* bytes before a record's body: tag and length */
 #define RAFTPG_REC_HEADER		5

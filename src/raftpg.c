@@ -41,6 +41,7 @@
 #include "ddl.h"
 #include "mailbox.h"
 #include "reads.h"
+#include "sequences.h"
 
 PG_MODULE_MAGIC;
 
@@ -153,6 +154,18 @@ _PG_init(void)
 							1024 * 1024, 8192, 4 * 1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("raftpg.sequence_reserve",
+							"Values of a replicated table's sequence the "
+							"leader reserves through the log at a time.",
+							"After a failover, the new leader continues "
+							"after the last reservation: gaps of up to this "
+							"many values.",
+							&raftpg_sequence_reserve,
+							10000, 10, 100000000,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("raftpg");

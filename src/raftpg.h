@@ -217,6 +217,7 @@ typedef struct RaftpgShared
 	uint64		ready_term;
 	uint64		gate_index;
 	uint64		fenced_term;	/* no local writes in this term or before */
+	uint64		seq_ready_term; /* sequences reserved by this leader (sequences.c) */
 	int			active_slots;	/* RaftpgCommitSlots in use */
 
 	/* fault injection, superuser only */

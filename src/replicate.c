@@ -51,6 +51,7 @@
 #include "capture.h"
 #include "changes.h"
 #include "replicate.h"
+#include "sequences.h"
 #include "tabledef.h"
 
 /* run one statement through SPI (the caller is connected) */
@@ -318,6 +319,8 @@ raftpg_replicate_table(PG_FUNCTION_ARGS)
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
 
+	SequencesReplicateTable(relid);
+
 	index = CaptureCommitNow();
 	update_added_index(relid, index);
 	wait_members(index);
@@ -351,6 +354,7 @@ raftpg_unreplicate_table(PG_FUNCTION_ARGS)
 	ChangesPutStr(&rec, get_rel_name(relid));
 	CaptureAppendRecord(RAFTPG_REC_UNREPLICATE, rec.data, rec.len);
 	uninstall(relid);
+	SequencesUnreplicate(relid);
 
 	index = CaptureCommitNow();
 	wait_members(index);
@@ -466,5 +470,8 @@ ReplicateApplyUnreplicate(RaftpgReader *r)
 										 AccessExclusiveLock, true);
 
 	if (OidIsValid(relid))
+	{
 		uninstall(relid);
+		SequencesUnreplicate(relid);
+	}
 }
