@@ -5,7 +5,11 @@
 #	node1..node3, in a directory of their own.  start installs missing
 #	packages (scripts/deps.sh), builds and installs raftpg, stops a demo
 #	left running in the same directory, then creates and starts the servers,
-#	creates the extension on each and shows raftpg.status() from each.
+#	forms a cluster with three SQL calls, and shows the product: a table
+#	replicated with its rows, a transaction on the leader read on both
+#	followers, a follower refusing a write, the leader killed (kill -9 of
+#	its postmaster), a new leader taking writes, and the old leader back
+#	with every row.
 #	stop ("make demo-stop") stops them and removes the directory.
 #
 #	Servers listen on 127.0.0.1 and on unix sockets in the demo directory,
@@ -219,7 +223,8 @@ EOF
 
 	# form the cluster: three SQL calls
 	conn_of() { echo "host=127.0.0.1 port=$(port_of "$1") dbname=postgres"; }
-	show() { echo; echo "node$1 -- $2"; psql_node "$1" -P pager=off -c "$2" || exit 1; }
+	# statements from stdin: each runs on its own, as typed into psql
+	show() { echo; echo "node$1 -- $2"; printf "%s\n" "$2" | psql_node "$1" -P pager=off -f - || exit 1; }
 	show 1 "SELECT raftpg.create_cluster('$(conn_of 1)');"
 	tries=0
 	until [ "$(psql_node 1 -Atc "SELECT role = 'leader' AND commit_index = last_log_index FROM raftpg.status()")" = t ]; do
@@ -234,14 +239,67 @@ EOF
 	done
 	show 1 "SELECT * FROM raftpg.nodes;"
 
-	# an entry committed by the majority reaches every log
-	show 1 "SELECT raftpg.propose('hello from node1');"
-	i=1
+	# a replicated table: its definition and rows go through the log
+	show 1 "CREATE TABLE public.accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric NOT NULL DEFAULT 0);
+INSERT INTO public.accounts VALUES (1, 'alice', 100), (2, 'bob', 50);
+SELECT raftpg.replicate_table('public.accounts');"
+	# ordinary SQL on the leader, committed once a majority has it
+	show 1 "BEGIN;
+UPDATE public.accounts SET balance = balance - 30 WHERE id = 1;
+UPDATE public.accounts SET balance = balance + 30 WHERE id = 2;
+INSERT INTO public.accounts VALUES (3, 'carol', 0);
+COMMIT;"
+	last=$(psql_node 1 -Atc "SELECT commit_index FROM raftpg.status()")
+	i=2
 	while [ $i -le $NODES ]; do
-		show $i "SELECT * FROM raftpg.status();"
+		show $i "SELECT raftpg.wait_for_index($last, '10s') AS caught_up; SELECT * FROM public.accounts ORDER BY id;"
 		i=$((i + 1))
 	done
-	show $NODES "SELECT index, term, kind, convert_from(payload, 'UTF8') AS payload FROM raftpg.log WHERE kind = 1;"
+	echo
+	echo "node2 -- INSERT INTO public.accounts VALUES (4, 'dave', 0);   (a follower refuses writes)"
+	psql_node 2 -c "INSERT INTO public.accounts VALUES (4, 'dave', 0);" 2>&1 | sed 's/^/  /'
+
+	# the leader dies: kill -9 of its postmaster
+	pid=$(head -1 "$DEMO_DIR/node1/postmaster.pid")
+	echo
+	say "kill -9 of node1's postmaster (pid $pid), the leader"
+	kill -9 "$pid"
+	t0=$(date +%s.%N)
+	new=
+	tries=0
+	while [ -z "$new" ]; do
+		for i in 2 3; do
+			[ "$(psql_node $i -Atc "SELECT role FROM raftpg.status()" 2>/dev/null)" = leader ] && new=$i
+		done
+		tries=$((tries + 1))
+		[ $tries -lt 600 ] || fail_start "no new leader after node1 was killed"
+		[ -n "$new" ] || sleep 0.05
+	done
+	say "node$new leads after $(awk "BEGIN { printf \"%.2f\", $(date +%s.%N) - $t0 }") s"
+	# the new leader takes writes (retried while it opens them)
+	tries=0
+	until psql_node $new -q -c "INSERT INTO public.accounts VALUES (4, 'dave', 10);" 2>/dev/null; do
+		tries=$((tries + 1))
+		[ $tries -lt 300 ] || fail_start "node$new did not take writes"
+		sleep 0.1
+	done
+	show $new "UPDATE public.accounts SET balance = balance + 1 RETURNING *;"
+
+	# the old leader comes back and catches up with every row
+	# (the killed postmaster's children may take a moment to go)
+	tries=0
+	until as_owner "$bindir/pg_ctl" -D "$DEMO_DIR/node1" -l "$DEMO_DIR/node1.log" -w start >/dev/null 2>&1; do
+		tries=$((tries + 1))
+		[ $tries -lt 100 ] || fail_start "node1 did not start again"
+		sleep 0.2
+	done
+	last=$(psql_node $new -Atc "SELECT commit_index FROM raftpg.status()")
+	show 1 "SELECT raftpg.wait_for_index($last, '30s') AS caught_up; SELECT * FROM public.accounts ORDER BY id;"
+	i=1
+	while [ $i -le $NODES ]; do
+		show $i "SELECT node_name, role, term, leader_name, commit_index, applied_index FROM raftpg.status();"
+		i=$((i + 1))
+	done
 	echo
 
 	echo "The demo cluster runs in $DEMO_DIR (as $RUN_AS):"

@@ -100,6 +100,7 @@ static uint64 applied_index = 0;
 static uint64 applied_term = 0;
 
 static MemoryContext apply_cxt = NULL;
+static uint64 loaded_cluster_id = 0;	/* the cluster the tables are of */
 
 /* the entry being applied, for the error context */
 static uint64 current_index = 0;
@@ -153,6 +154,8 @@ static ApplyTxn txn;
 
 static ApplyRel **rels = NULL;
 static int	nrels = 0;
+static MemoryContext txn_cxt = NULL;	/* lives as long as rels */
+static ApplyRel *ar_used = NULL;	/* the relation the last record used */
 static bool trigger_query_open = false;
 
 static void apply_attach_shmem(void);
@@ -184,6 +187,10 @@ RaftpgApplyMain(Datum main_arg)
 					PGC_SUSET, PGC_S_OVERRIDE);
 	/* the Raft log is the durable copy: a lost apply commit is redone */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* text values are read under the settings they were written with */
+	SetConfigOption("DateStyle", "ISO, MDY", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("extra_float_digits", "3", PGC_SUSET, PGC_S_OVERRIDE);
 
 	apply_cxt = AllocSetContextCreate(TopMemoryContext, "raftpg apply",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -198,6 +205,7 @@ RaftpgApplyMain(Datum main_arg)
 		uint64		commit;
 		uint64		durable;
 		uint64		target;
+		uint64		cluster_id;
 		int			rc;
 
 		MemoryContextReset(apply_cxt);
@@ -209,7 +217,20 @@ RaftpgApplyMain(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		if (!OidIsValid(state_relid))
+		/*
+		 * A new cluster (or none: the extension was dropped) means new
+		 * tables: find them and load their state again.
+		 */
+		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+		cluster_id = RaftpgShmem->cluster_id;
+		LWLockRelease(&RaftpgShmem->lock);
+		if (cluster_id != loaded_cluster_id)
+		{
+			state_relid = InvalidOid;
+			loaded_cluster_id = cluster_id;
+		}
+
+		if (!OidIsValid(state_relid) && cluster_id != 0)
 		{
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
@@ -658,6 +679,7 @@ use_relation(uint16 relref)
 	ApplyRel   *ar;
 	TupleDesc	desc;
 	RangeTblEntry *rte;
+	MemoryContext oldcxt;
 	int			i;
 
 	if (relref >= nrels)
@@ -665,8 +687,10 @@ use_relation(uint16 relref)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("raftpg: change for undefined relation %u", relref)));
 	ar = rels[relref];
+	ar_used = ar;
 	if (ar->rel != NULL)
 		return ar;
+	oldcxt = MemoryContextSwitchTo(txn_cxt);
 
 	ar->rel = table_openrv(makeRangeVar(ar->nspname, ar->relname, -1),
 						   RowExclusiveLock);
@@ -687,7 +711,7 @@ use_relation(uint16 relref)
 							ar->nspname, ar->relname, ar->colnames[i]),
 					 errhint("The table was changed locally; make it match the leader's.")));
 		att = TupleDescAttr(desc, attnum - 1);
-		local_type = format_type_be_qualified(att->atttypid);
+		local_type = format_type_extended(att->atttypid, att->atttypmod, FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
 		if (strcmp(local_type, ar->typnames[i]) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
@@ -733,6 +757,7 @@ use_relation(uint16 relref)
 		AfterTriggerBeginQuery();
 		trigger_query_open = true;
 	}
+	MemoryContextSwitchTo(oldcxt);
 	return ar;
 }
 
@@ -844,6 +869,7 @@ release_relations(void)
 		if (ar->rel == NULL)
 			continue;
 		ExecCloseIndices(ar->rri);
+		ExecCloseResultRelations(ar->estate);
 		ExecResetTupleTable(ar->estate->es_tupleTable, false);
 		FreeExecutorState(ar->estate);
 		table_close(ar->rel, NoLock);
@@ -890,6 +916,7 @@ apply_txn(uint64 index)
 {
 	RaftpgReader r;
 	MemoryContext cxt;
+	MemoryContext rec_cxt;
 	MemoryContext old;
 	bool		origin_here = txn.first.origin_node == RaftpgShmem->status.node_id;
 
@@ -898,6 +925,9 @@ apply_txn(uint64 index)
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply transaction",
 								ALLOCSET_DEFAULT_SIZES);
+	rec_cxt = AllocSetContextCreate(cxt, "raftpg apply record",
+									ALLOCSET_DEFAULT_SIZES);
+	txn_cxt = cxt;
 	old = MemoryContextSwitchTo(cxt);
 	ChangesReaderInit(&r, txn.stream.data, (uint32) txn.stream.len);
 	nrels = 0;
@@ -907,6 +937,10 @@ apply_txn(uint64 index)
 		RaftpgReader body;
 		char		tag = ChangesGetRecord(&r, &body);
 		ApplyRel   *ar;
+
+		/* what one record allocates is freed after it (use_relation aside) */
+		MemoryContextReset(rec_cxt);
+		MemoryContextSwitchTo(tag == RAFTPG_REC_RELATION ? cxt : rec_cxt);
 
 		switch (tag)
 		{
@@ -973,8 +1007,12 @@ apply_txn(uint64 index)
 						(errcode(ERRCODE_DATA_CORRUPTED),
 						 errmsg("raftpg: unknown change record '%c'", tag)));
 		}
+		if (ar_used != NULL && ar_used->estate != NULL)
+			ResetPerTupleExprContext(ar_used->estate);
+		ar_used = NULL;
 		CommandCounterIncrement();
 	}
+	MemoryContextSwitchTo(cxt);
 	release_relations();
 	nrels = 0;
 	rels = NULL;

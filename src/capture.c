@@ -110,6 +110,7 @@ typedef struct CaptureRel
 	int			nkeys;
 	int		   *keypos;			/* positions in cols of the key columns */
 	int			natts;			/* of the tuple descriptor */
+	bool		has_text;		/* a column goes as text output */
 	char	   *relrec;			/* body of the 'R' record after relref */
 	int			relrec_len;
 } CaptureRel;
@@ -163,6 +164,11 @@ static Capture *cap = NULL;
 /* this session's last replicated commit, for raftpg.last_write_index() */
 static uint64 last_write_index = 0;
 
+/* the cluster committed this transaction's entry (until it ends here) */
+static uint64 committed_index = 0;
+static emit_log_hook_type prev_emit_log_hook = NULL;
+static void capture_emit_log(ErrorData *edata);
+
 /* raftpg.origin_commits, resolved once per backend */
 static Oid	origin_relid = InvalidOid;
 static Oid	origin_index_relid = InvalidOid;
@@ -177,8 +183,17 @@ void
 CaptureInit(void)
 {
 	RegisterXactCallback(capture_xact_callback, NULL);
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = capture_emit_log;
 	RegisterSubXactCallback(capture_subxact_callback, NULL);
 	CacheRegisterRelcacheCallback(capture_relcache_callback, (Datum) 0);
+}
+
+/* has this transaction already put changes through Raft? */
+bool
+CaptureHasProposed(void)
+{
+	return cap != NULL && cap->proposed_index != 0;
 }
 
 uint64
@@ -239,11 +254,16 @@ build_capture_rel(CaptureRel *cr, Relation rel)
 		pfree(cr->keypos);
 	if (cr->relrec)
 		pfree(cr->relrec);
+	cr->cols = NULL;
+	cr->keypos = NULL;
+	cr->relrec = NULL;
+	cr->valid = false;
 
 	old = MemoryContextSwitchTo(capture_cache_cxt);
 	cr->cols = palloc0(sizeof(CaptureColumn) * Max(desc->natts, 1));
 	cr->ncols = 0;
 	cr->natts = desc->natts;
+	cr->has_text = false;
 	initStringInfo(&cols);
 	for (i = 0; i < desc->natts; i++)
 	{
@@ -263,13 +283,16 @@ build_capture_rel(CaptureRel *cr, Relation rel)
 			bool		varlena;
 
 			if (c->method == RAFTPG_VALUE_TEXT)
+			{
 				getTypeOutputInfo(att->atttypid, &fn, &varlena);
+				cr->has_text = true;
+			}
 			else
 				getTypeBinaryOutputInfo(att->atttypid, &fn, &varlena);
 			fmgr_info_cxt(fn, &c->fn, capture_cache_cxt);
 		}
 		ChangesPutStr(&cols, NameStr(att->attname));
-		ChangesPutStr(&cols, format_type_be_qualified(att->atttypid));
+		ChangesPutStr(&cols, format_type_extended(att->atttypid, att->atttypmod, FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
 		ChangesPutU32(&cols, att->atttypid < FirstNormalObjectId ? att->atttypid : 0);
 	}
 	initStringInfo(&buf);
@@ -441,7 +464,7 @@ capture_note_record(CommandId cid)
 }
 
 static void
-put_values(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
+put_values_guts(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
 {
 	int			i;
 
@@ -455,8 +478,35 @@ put_values(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
 	}
 }
 
+/*
+ * A row's values.  Text output depends on session settings (DateStyle,
+ * IntervalStyle, extra_float_digits): values go out under the fixed
+ * settings the apply worker reads them with (changes.c).
+ */
 static void
-put_key(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
+put_values(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
+{
+	RaftpgTextSettings saved;
+
+	if (!cr->has_text)
+	{
+		put_values_guts(buf, cr, values, nulls);
+		return;
+	}
+	ChangesEnterTextSettings(&saved);
+	PG_TRY();
+	{
+		put_values_guts(buf, cr, values, nulls);
+	}
+	PG_FINALLY();
+	{
+		ChangesLeaveTextSettings(&saved);
+	}
+	PG_END_TRY();
+}
+
+static void
+put_key_guts(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
 {
 	int			k;
 
@@ -468,6 +518,28 @@ put_key(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
 
 		ChangesPutValue(buf, c->method, c->typid, &c->fn, values[a], nulls[a]);
 	}
+}
+
+static void
+put_key(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
+{
+	RaftpgTextSettings saved;
+
+	if (!cr->has_text)
+	{
+		put_key_guts(buf, cr, values, nulls);
+		return;
+	}
+	ChangesEnterTextSettings(&saved);
+	PG_TRY();
+	{
+		put_key_guts(buf, cr, values, nulls);
+	}
+	PG_FINALLY();
+	{
+		ChangesLeaveTextSettings(&saved);
+	}
+	PG_END_TRY();
 }
 
 static bool
@@ -525,19 +597,20 @@ CaptureRefuseNotLeader(const char *relname)
 			 errhint("An election is under way; try again shortly.")));
 }
 
-/* this backend's commit slot: hold xid and index, or let go (xid invalid) */
-static void
-set_commit_slot(TransactionId xid, uint64 index)
+/* this backend's commit slot (raftpg.h) */
+void
+CaptureSetSlot(RaftpgSlotState state, TransactionId xid)
 {
 	RaftpgCommitSlot *slot = &RaftpgCommitSlots[MyProc->pgprocno];
 
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-	if (TransactionIdIsValid(xid) && !TransactionIdIsValid(slot->xid))
+	if (state != RAFTPG_SLOT_IDLE && slot->state == RAFTPG_SLOT_IDLE)
 		RaftpgShmem->active_slots++;
-	else if (!TransactionIdIsValid(xid) && TransactionIdIsValid(slot->xid))
+	else if (state == RAFTPG_SLOT_IDLE && slot->state != RAFTPG_SLOT_IDLE)
 		RaftpgShmem->active_slots--;
+	slot->state = state;
 	slot->xid = xid;
-	slot->index = index;
+	slot->index = 0;
 	LWLockRelease(&RaftpgShmem->lock);
 }
 
@@ -563,7 +636,10 @@ unclosed_orphan(void)
 	}
 	copy = palloc(sizeof(RaftpgCommitSlot) * RaftpgShmem->active_slots);
 	for (i = 0; i < MaxBackends && n < RaftpgShmem->active_slots; i++)
-		if (TransactionIdIsValid(RaftpgCommitSlots[i].xid) && i != MyProc->pgprocno)
+		if (RaftpgCommitSlots[i].state == RAFTPG_SLOT_PROPOSED &&
+			RaftpgCommitSlots[i].index != 0 &&
+			TransactionIdIsNormal(RaftpgCommitSlots[i].xid) &&
+			i != MyProc->pgprocno)
 			copy[n++] = RaftpgCommitSlots[i];
 	LWLockRelease(&RaftpgShmem->lock);
 
@@ -657,6 +733,28 @@ check_gate(bool at_commit, uint64 *term)
 	}
 }
 
+/* are both capture triggers of rel there, enabled as installed (origin)? */
+static bool
+capture_enabled(Relation rel)
+{
+	TriggerDesc *desc = rel->trigdesc;
+	int			found = 0;
+	int			i;
+
+	if (desc == NULL)
+		return false;
+	for (i = 0; i < desc->numtriggers; i++)
+	{
+		Trigger    *t = &desc->triggers[i];
+
+		if (t->tgenabled == TRIGGER_FIRES_ON_ORIGIN &&
+			(strcmp(t->tgname, "raftpg_capture") == 0 ||
+			 strcmp(t->tgname, "raftpg_capture_truncate") == 0))
+			found++;
+	}
+	return found == 2;
+}
+
 PG_FUNCTION_INFO_V1(raftpg_guard);
 
 /*
@@ -690,6 +788,13 @@ raftpg_guard(PG_FUNCTION_ARGS)
 				 errhint("Use REPEATABLE READ or READ COMMITTED for transactions that write replicated tables.")));
 	if (RaftpgReadStatus().role != RAFTPG_ROLE_LEADER)
 		CaptureRefuseNotLeader(RelationGetRelationName(td->tg_relation));
+	if (!capture_enabled(td->tg_relation))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the raftpg capture triggers of replicated table \"%s\" are missing or disabled",
+						RelationGetRelationName(td->tg_relation)),
+				 errdetail("Its changes would not reach the other nodes."),
+				 errhint("Enable triggers raftpg_capture and raftpg_capture_truncate again, or unreplicate the table with raftpg.unreplicate_table().")));
 
 	term = cap ? cap->term : 0;
 	check_gate(false, &term);
@@ -1147,6 +1252,60 @@ wait_for_majority(void)
 	RESUME_INTERRUPTS();
 }
 
+/*
+ * The hand-off to the node worker failed (it did not answer in time, or
+ * the request could not be queued): find out from our slot whether the
+ * changes were proposed, and raise the error that is true.  Called in a
+ * PG_CATCH block; does not return.
+ */
+static void
+submit_failed(uint64 term)
+{
+	RaftpgCommitSlot *slot = &RaftpgCommitSlots[MyProc->pgprocno];
+	RaftpgSlotState state;
+	uint64		index;
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	state = (RaftpgSlotState) slot->state;
+	index = slot->index;
+	if (state == RAFTPG_SLOT_PROPOSING)
+		slot->state = RAFTPG_SLOT_IDLE;		/* never to be proposed now */
+	else if (state == RAFTPG_SLOT_PROPOSED && index == 0)
+	{
+		/*
+		 * Claimed, and the worker is still inside the proposal after
+		 * raftpg.commit_timeout: no local write may build on this term.
+		 */
+		RaftpgShmem->fenced_term = Max(RaftpgShmem->fenced_term, term);
+	}
+	if (state == RAFTPG_SLOT_PROPOSING)
+		RaftpgShmem->active_slots--;
+	LWLockRelease(&RaftpgShmem->lock);
+
+	if (state == RAFTPG_SLOT_PROPOSING)
+	{
+		/* definite: nothing was or will be proposed */
+		if (geterrcode() != ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("the raftpg node worker did not take the transaction within raftpg.commit_timeout"),
+				 errdetail("Nothing was sent to the cluster; the transaction is rolled back."),
+				 errhint("Check the server log and raftpg.status(), then retry.")));
+	}
+	FlushErrorState();
+	cap->proposed_index = index;
+	cap->proposed_term = term;
+	if (index == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
+				 errmsg("the outcome of this transaction is unknown: the raftpg node worker did not answer"),
+				 errhint("Check the server log and raftpg.status().")));
+	unknown_outcome("the raftpg node worker did not answer in time",
+					"Check the server log and raftpg.status().");
+}
+
 static void
 capture_pre_commit(void)
 {
@@ -1196,10 +1355,12 @@ capture_pre_commit(void)
 	 * Once the request is in the ring the worker may propose it, so an
 	 * interrupt must not turn this wait into a definite error: interrupts
 	 * are held (a cancel is noticed by wait_for_majority()).  If the worker
-	 * does not answer at all, whether it proposed is unknown; then no local
-	 * write may be made in this term any more (a later term's gate covers
-	 * everything proposed in this one).
+	 * does not answer in time, the slot says what happened: still
+	 * PROPOSING means it will never propose (we take the slot back), an
+	 * index means it did.
 	 */
+	req.xid = GetTopTransactionId();
+	CaptureSetSlot(RAFTPG_SLOT_PROPOSING, req.xid);
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
@@ -1207,13 +1368,7 @@ capture_pre_commit(void)
 	}
 	PG_CATCH();
 	{
-		if (geterrcode() == ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
-		{
-			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-			RaftpgShmem->fenced_term = Max(RaftpgShmem->fenced_term, term);
-			LWLockRelease(&RaftpgShmem->lock);
-		}
-		PG_RE_THROW();
+		submit_failed(term);
 	}
 	PG_END_TRY();
 	RESUME_INTERRUPTS();
@@ -1221,6 +1376,8 @@ capture_pre_commit(void)
 		dsm_detach(seg);
 	else
 		pfree(body);
+	if (r.rc != RAFT_OK)
+		CaptureSetSlot(RAFTPG_SLOT_IDLE, InvalidTransactionId);
 	if (r.rc == RAFT_ENOTLEADER)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -1231,12 +1388,57 @@ capture_pre_commit(void)
 
 	cap->proposed_index = r.index + nchunks - 1;
 	cap->proposed_term = r.term;
-	set_commit_slot(GetTopTransactionId(), cap->proposed_index);
 
-	/* the row that tells apply this entry is already in the tables here */
-	insert_origin_commit(cap->proposed_index);
+	/*
+	 * From here on, an error must say that the outcome is unknown: the
+	 * entry is in the log and may commit whatever happens to us.
+	 */
+	PG_TRY();
+	{
+		/* the row that tells apply this entry is already in the tables here */
+		insert_origin_commit(cap->proposed_index);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		if (geterrcode() == ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+			PG_RE_THROW();
+		MemoryContextSwitchTo(cap->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		unknown_outcome(edata->message,
+						"Check with raftpg.wait_for_index() or by reading the rows whether it was applied.");
+	}
+	PG_END_TRY();
 
 	wait_for_majority();
+	committed_index = cap->proposed_index;
+}
+
+/*
+ * emit_log_hook: an error raised after the cluster committed this
+ * transaction's entry, but before the local commit record (a later
+ * pre-commit callback, NOTIFY's queue, ...), must not read as a plain
+ * failure: the entry is applied on every node, this one included.
+ */
+static void
+capture_emit_log(ErrorData *edata)
+{
+	if (committed_index != 0 && edata->elevel >= ERROR &&
+		edata->sqlerrcode != ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+	{
+		MemoryContext old = MemoryContextSwitchTo(ErrorContext);
+
+		edata->detail = psprintf("The cluster committed this transaction as log entry " UINT64_FORMAT " before the error; every node applies it, this one included.",
+								 committed_index);
+		edata->message = psprintf("the outcome of this transaction is unknown: %s",
+								  edata->message);
+		edata->sqlerrcode = ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN;
+		MemoryContextSwitchTo(old);
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
 }
 
 /*
@@ -1264,6 +1466,9 @@ CaptureCommitNow(void)
 static void
 capture_xact_callback(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		committed_index = 0;
 	if (cap == NULL)
 		return;
 	switch (event)
@@ -1282,7 +1487,7 @@ capture_xact_callback(XactEvent event, void *arg)
 			if (cap->proposed_index != 0)
 			{
 				last_write_index = cap->proposed_index;
-				set_commit_slot(InvalidTransactionId, 0);
+				CaptureSetSlot(RAFTPG_SLOT_IDLE, InvalidTransactionId);
 			}
 			cap = NULL;
 			break;
@@ -1298,8 +1503,8 @@ capture_xact_callback(XactEvent event, void *arg)
 				RaftpgShmem->gate_index = Max(RaftpgShmem->gate_index,
 											  cap->proposed_index);
 				LWLockRelease(&RaftpgShmem->lock);
-				set_commit_slot(InvalidTransactionId, 0);
 			}
+			CaptureSetSlot(RAFTPG_SLOT_IDLE, InvalidTransactionId);
 			cap = NULL;
 			break;
 		default:

@@ -14,6 +14,8 @@
 #include "access/htup.h"
 #include "utils/relcache.h"
 
+#include "raftpg.h"
+
 extern int	raftpg_max_entry_size;
 
 extern void CaptureInit(void);
@@ -21,6 +23,8 @@ extern uint64 CaptureLastWriteIndex(void);
 extern void CaptureAppendRecord(char tag, const char *body, int len);
 extern void CaptureInsertRow(Relation rel, HeapTuple tuple);
 extern uint64 CaptureCommitNow(void);
+extern bool CaptureHasProposed(void);
+extern void CaptureSetSlot(RaftpgSlotState state, TransactionId xid);
 extern void CaptureRefuseNotLeader(const char *relname) pg_attribute_noreturn();
 
 #endif							/* RAFTPG_CAPTURE_H */

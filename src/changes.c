@@ -18,6 +18,8 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "port/pg_bswap.h"
+#include "miscadmin.h"
+#include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -28,6 +30,28 @@
  * Writing
  * ----------
  */
+void
+ChangesEnterTextSettings(RaftpgTextSettings *saved)
+{
+	saved->date_style = DateStyle;
+	saved->date_order = DateOrder;
+	saved->interval_style = IntervalStyle;
+	saved->float_digits = extra_float_digits;
+	DateStyle = USE_ISO_DATES;
+	DateOrder = DATEORDER_MDY;
+	IntervalStyle = INTSTYLE_POSTGRES;
+	extra_float_digits = 3;
+}
+
+void
+ChangesLeaveTextSettings(const RaftpgTextSettings *saved)
+{
+	DateStyle = saved->date_style;
+	DateOrder = saved->date_order;
+	IntervalStyle = saved->interval_style;
+	extra_float_digits = saved->float_digits;
+}
+
 void
 ChangesPutU8(StringInfo buf, uint8 v)
 {
@@ -136,6 +160,7 @@ ChangesMethodForType(Oid typid)
 		case UUIDOID:
 		case INTERVALOID:
 		case TIMETZOID:
+		case CASHOID:			/* its text depends on lc_monetary */
 			return RAFTPG_VALUE_BINARY;
 		default:
 			return RAFTPG_VALUE_TEXT;

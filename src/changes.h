@@ -101,6 +101,22 @@ typedef struct RaftpgReader
 	uint32		pos;
 } RaftpgReader;
 
+/*
+ * Session settings that change the text output of some types, saved while
+ * values are written under fixed ones (DateStyle ISO, IntervalStyle
+ * postgres, extra_float_digits 3): what the apply worker reads with.
+ */
+typedef struct RaftpgTextSettings
+{
+	int			date_style;
+	int			date_order;
+	int			interval_style;
+	int			float_digits;
+} RaftpgTextSettings;
+
+extern void ChangesEnterTextSettings(RaftpgTextSettings *saved);
+extern void ChangesLeaveTextSettings(const RaftpgTextSettings *saved);
+
 /* writing */
 extern void ChangesPutHeader(StringInfo buf, const RaftpgChunkHeader *h);
 extern void ChangesPutU8(StringInfo buf, uint8 v);

@@ -83,6 +83,8 @@ typedef struct ReadWaiter
 	int32		procno;
 	uint64		seq;
 	uint64		ctx;			/* 0 until its round is asked for */
+	uint64		term;			/* the term its round was asked in */
+	TimestampTz deadline;		/* refused if not answered by then */
 } ReadWaiter;
 
 #define RAFTPG_MAX_READ_WAITERS 1024
@@ -90,7 +92,6 @@ typedef struct ReadWaiter
 static ReadWaiter read_waiters[RAFTPG_MAX_READ_WAITERS];
 static int	n_read_waiters = 0;
 static uint64 next_read_ctx = 0;
-static uint64 read_term = 0;		/* term the waiting rounds were asked in */
 
 static raft *core = NULL;
 static RaftpgStateRow state;	/* raftpg.state as last committed */
@@ -117,6 +118,7 @@ static void node_process_ready(void);
 static void node_publish(void);
 static void node_refuse_requests(void);
 static void node_check_tables(void);
+static bool read_rounds_expire(void);
 
 void
 RaftpgNodeMain(Datum main_arg)
@@ -179,6 +181,8 @@ RaftpgNodeMain(Datum main_arg)
 		TransportPoll();
 		node_receive();
 		node_requests();
+		if (n_read_waiters > 0 && read_rounds_expire())
+			ConditionVariableBroadcast(&RaftpgShmem->cv);
 		node_tick();
 		node_process_ready();
 		TransportFlush((uint64) state.cluster_id);
@@ -339,6 +343,14 @@ node_try_load(void)
 											raftpg_heartbeat_interval);
 
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (RaftpgShmem->cluster_id != (uint64) state.cluster_id)
+	{
+		/* another cluster: nothing of the last one's write gate holds */
+		RaftpgShmem->gate_index = 0;
+		RaftpgShmem->fenced_term = 0;
+		RaftpgShmem->seq_ready_term = 0;
+		RaftpgShmem->ready_term = 0;
+	}
 	RaftpgShmem->cluster_id = (uint64) state.cluster_id;
 	RaftpgShmem->status.node_id = (uint64) state.node_id;
 	LWLockRelease(&RaftpgShmem->lock);
@@ -522,6 +534,46 @@ reply(const RaftpgRequest *req, int rc, uint64 index, uint64 term)
 }
 
 /*
+ * Claim the asking backend's commit slot before proposing its changes
+ * (raftpg.h): false if the backend has given up on this request.
+ */
+static bool
+claim_slot(const RaftpgRequest *req)
+{
+	RaftpgCommitSlot *slot;
+	bool		ok = false;
+
+	if (req->procno < 0 || req->procno >= RaftpgShmem->n_replies)
+		return false;
+	slot = &RaftpgCommitSlots[req->procno];
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (slot->state == RAFTPG_SLOT_PROPOSING && slot->xid == req->xid)
+	{
+		slot->state = RAFTPG_SLOT_PROPOSED;
+		slot->index = 0;
+		ok = true;
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	return ok;
+}
+
+/* the claimed slot's entry index, or back to PROPOSING if none was made */
+static void
+settle_slot(const RaftpgRequest *req, uint64 last)
+{
+	RaftpgCommitSlot *slot = &RaftpgCommitSlots[req->procno];
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (slot->xid == req->xid)
+	{
+		slot->index = last;
+		if (last == 0)
+			slot->state = RAFTPG_SLOT_PROPOSING;
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+}
+
+/*
  * A transaction's chunks, proposed as contiguous entries of one term, and
  * only in the term the backend checked the write gate in: a leader that
  * lost its term in between, even if it won the next, refuses, so that no
@@ -541,6 +593,8 @@ propose_txn(const RaftpgRequest *req, const char *body, uint32 len,
 	raft_get_status(core, &st);
 	if (st.role != RAFT_LEADER || st.term != req->id)
 		return RAFT_ENOTLEADER;
+	if (!claim_slot(req))
+		return RAFT_EINVAL;		/* the backend gave up on it */
 	if (len < sizeof(uint32))
 		return RAFT_EINVAL;
 	memcpy(&n, body, sizeof(uint32));
@@ -563,6 +617,7 @@ propose_txn(const RaftpgRequest *req, const char *body, uint32 len,
 	}
 	rc = raft_propose(core, bufs, n, first);
 	pfree(bufs);
+	settle_slot(req, rc == RAFT_OK ? *first + n - 1 : 0);
 	return rc;
 }
 
@@ -570,6 +625,35 @@ propose_txn(const RaftpgRequest *req, const char *body, uint32 len,
  * Ask for one read round for every waiter that has none yet.  Returns true
  * if waiters were answered (refused) here.
  */
+/*
+ * Refuse the waiters whose round was not answered in time (a forwarded
+ * request or its answer lost, a step-down within the term): they would
+ * wait forever.  Returns true if any was refused.
+ */
+static bool
+read_rounds_expire(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		any = false;
+	int			i;
+
+	for (i = 0; i < n_read_waiters; i++)
+	{
+		ReadWaiter *w = &read_waiters[i];
+		RaftpgRequest req;
+
+		if (now < w->deadline)
+			continue;
+		req.procno = w->procno;
+		req.seq = w->seq;
+		reply(&req, RAFT_ENOTLEADER, 0, 0);
+		*w = read_waiters[--n_read_waiters];
+		i--;
+		any = true;
+	}
+	return any;
+}
+
 static bool
 read_round_start(void)
 {
@@ -585,7 +669,6 @@ read_round_start(void)
 		return false;
 	raft_get_status(core, &st);
 	rc = raft_read_index(core, ++next_read_ctx);
-	read_term = st.term;
 	for (i = 0; i < n_read_waiters; i++)
 	{
 		ReadWaiter *w = &read_waiters[i];
@@ -593,7 +676,10 @@ read_round_start(void)
 		if (w->ctx != 0)
 			continue;
 		if (rc == RAFT_OK)
+		{
 			w->ctx = next_read_ctx;
+			w->term = st.term;
+		}
 		else
 		{
 			RaftpgRequest req;
@@ -638,8 +724,9 @@ read_rounds_answer(const raft_ready *rd)
 				done = true;
 				break;
 			}
-		if (!done && w->ctx != 0 && st.term != read_term)
+		if (!done && w->ctx != 0 && st.term != w->term)
 		{
+			/* its round may never be answered */
 			reply(&req, RAFT_ENOTLEADER, 0, st.term);
 			done = true;
 		}
@@ -726,6 +813,9 @@ node_requests(void)
 					w->procno = req.procno;
 					w->seq = req.seq;
 					w->ctx = 0;
+					w->term = 0;
+					w->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  raftpg_commit_timeout);
 					continue;	/* answered when its round completes */
 				}
 				rc = RAFT_EBUSY;

@@ -149,6 +149,7 @@ typedef struct RaftpgRequest
 	uint64		seq;			/* matches the reply to the request */
 	uint64		id;
 	dsm_handle	dsm;			/* PROPOSE_TXN: the body is in this segment */
+	TransactionId xid;			/* PROPOSE_TXN: the slot it must claim */
 	char		name[RAFTPG_NAME_LEN];
 	char		conninfo[RAFTPG_CONNINFO_LEN];
 } RaftpgRequest;
@@ -166,16 +167,29 @@ typedef struct RaftpgMailbox RaftpgMailbox;
 
 /*
  * A backend's replicated commit in flight (capture.c), one slot per
- * backend, protected by RaftpgShared.lock.  While a slot holds an xid, its
- * entry index has been proposed and its transaction has not yet run its
- * commit or abort callback: the write gate uses the slots to see a
- * transaction that has already ended in the process array but not yet
- * closed the gate behind it.
+ * backend, protected by RaftpgShared.lock.
+ *
+ * The backend fills it (PROPOSING, its xid) before handing its changes to
+ * the node worker.  The worker proposes them only if it can claim the slot
+ * (PROPOSING with that xid -> PROPOSED, then the index of the last entry):
+ * a backend that gave up waiting takes the slot back (IDLE), and the
+ * outcome is then definite -- nothing will ever be proposed.  While a slot
+ * is PROPOSED, the write gate uses it to see a transaction that has ended
+ * in the process array without committing, but has not yet closed the
+ * gate behind it.  The commit and abort callbacks set it IDLE.
  */
+typedef enum RaftpgSlotState
+{
+	RAFTPG_SLOT_IDLE = 0,
+	RAFTPG_SLOT_PROPOSING,
+	RAFTPG_SLOT_PROPOSED
+} RaftpgSlotState;
+
 typedef struct RaftpgCommitSlot
 {
-	TransactionId xid;			/* InvalidTransactionId when idle */
-	uint64		index;			/* last entry of its changes */
+	int32		state;			/* RaftpgSlotState */
+	TransactionId xid;
+	uint64		index;			/* PROPOSED: last entry, 0 until known */
 } RaftpgCommitSlot;
 
 typedef struct RaftpgShared

@@ -39,11 +39,13 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -139,10 +141,10 @@ update_added_index(Oid relid, uint64 index)
 {
 	char		sql[160];
 
-	SPI_connect();
 	snprintf(sql, sizeof(sql),
 			 "UPDATE raftpg.replicated SET added_index = " UINT64_FORMAT " WHERE relid = %u",
 			 index, relid);
+	SPI_connect();
 	spi_exec(sql, SPI_OK_UPDATE);
 	SPI_finish();
 }
@@ -184,13 +186,24 @@ check_members(const char *qualname, List *ddl)
 	values[1] = definition_array(ddl);
 	for (i = 0; i < n; i++)
 	{
+		char	   *encoding;
+
 		if (members[i].id == self)
 			continue;
-		(void) RaftpgRemoteCall(members[i].name, members[i].conninfo,
-								"SELECT raftpg.check_table_definition($1, $2)",
-								2, values, "cannot take the table",
-								TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															raftpg_commit_timeout));
+
+		encoding = RaftpgRemoteCall(members[i].name, members[i].conninfo,
+									"SELECT pg_catalog.getdatabaseencoding() "
+									"FROM raftpg.check_table_definition($1, $2)",
+									2, values, "cannot take the table",
+									TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																raftpg_commit_timeout));
+		if (encoding == NULL || strcmp(encoding, GetDatabaseEncodingName()) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("node \"%s\" cannot take the table: its database encoding is %s, this one's is %s",
+							members[i].name, encoding ? encoding : "unknown",
+							GetDatabaseEncodingName()),
+					 errdetail("Replicated tables carry text in the server encoding, which must be the same on every node.")));
 	}
 	pfree(members);
 }
@@ -257,6 +270,45 @@ wait_members(uint64 index)
 	pfree(members);
 }
 
+/*
+ * Put what this function captured through Raft now.  Once that returned,
+ * the entry is committed, and the local transaction must commit too: the
+ * rest of the function runs with interrupts held (its waits have their own
+ * deadline) and turns its errors into warnings; the caller resumes
+ * interrupts before returning.
+ */
+static uint64
+commit_now(void)
+{
+	uint64		index = CaptureCommitNow();
+
+	HOLD_INTERRUPTS();
+	return index;
+}
+
+/*
+ * The end of what commit_now() began.  A cancel that arrived meanwhile is
+ * dropped: the work it would cancel is committed by the cluster, and
+ * rolling back the local transaction now would only make this node differ.
+ */
+static void
+finish_interrupts(void)
+{
+	QueryCancelPending = false;
+	RESUME_INTERRUPTS();
+}
+
+/* one replicate_table() or unreplicate_table() per transaction */
+static void
+check_once(const char *fn)
+{
+	if (CaptureHasProposed())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s cannot run twice in one transaction", fn),
+				 errhint("Call it in a statement of its own for each table.")));
+}
+
 PG_FUNCTION_INFO_V1(raftpg_replicate_table);
 
 /* raftpg.replicate_table(regclass) -> bigint */
@@ -271,12 +323,15 @@ raftpg_replicate_table(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
+	Snapshot	snap;
+	MemoryContext rowcxt;
 	uint64		index;
 
 	RaftpgCheckPreloaded();
 	RaftpgRequireSuperuser("raftpg.replicate_table()");
 	RaftpgRequireRaftpgDatabase();
 	PreventInTransactionBlock(true, "raftpg.replicate_table()");
+	check_once("raftpg.replicate_table()");
 	RaftpgRequireLeader();
 
 	RaftpgCheckReplicable(relid, false);
@@ -302,28 +357,42 @@ raftpg_replicate_table(PG_FUNCTION_ARGS)
 	}
 	CaptureAppendRecord(RAFTPG_REC_ADD_TABLE, rec.data, rec.len);
 
+	/*
+	 * The rows as of now: writers that held the table when this statement
+	 * began have committed while we waited for the lock, and the
+	 * statement's snapshot would miss their rows.
+	 */
+	snap = RegisterSnapshot(GetLatestSnapshot());
 	rel = table_open(relid, NoLock);
 	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	scan = table_beginscan(rel, snap, 0, NULL);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg replicate row",
+								   ALLOCSET_DEFAULT_SIZES);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		bool		should_free;
 		HeapTuple	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+		MemoryContext old = MemoryContextSwitchTo(rowcxt);
 
 		CaptureInsertRow(rel, tup);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
 		if (should_free)
 			heap_freetuple(tup);
 		CHECK_FOR_INTERRUPTS();
 	}
+	MemoryContextDelete(rowcxt);
 	table_endscan(scan);
+	UnregisterSnapshot(snap);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
 
 	SequencesReplicateTable(relid);
 
-	index = CaptureCommitNow();
+	index = commit_now();
 	update_added_index(relid, index);
 	wait_members(index);
+	finish_interrupts();
 	PG_RETURN_INT64((int64) index);
 }
 
@@ -341,6 +410,7 @@ raftpg_unreplicate_table(PG_FUNCTION_ARGS)
 	RaftpgRequireSuperuser("raftpg.unreplicate_table()");
 	RaftpgRequireRaftpgDatabase();
 	PreventInTransactionBlock(true, "raftpg.unreplicate_table()");
+	check_once("raftpg.unreplicate_table()");
 	RaftpgRequireLeader();
 
 	LockRelationOid(relid, ExclusiveLock);
@@ -356,8 +426,9 @@ raftpg_unreplicate_table(PG_FUNCTION_ARGS)
 	uninstall(relid);
 	SequencesUnreplicate(relid);
 
-	index = CaptureCommitNow();
+	index = commit_now();
 	wait_members(index);
+	finish_interrupts();
 	PG_RETURN_INT64((int64) index);
 }
 

@@ -282,7 +282,17 @@ propose_reservations(bool all, uint64 term, uint64 *index)
 	memset(&req, 0, sizeof(req));
 	req.kind = RAFTPG_REQ_PROPOSE_TXN;
 	req.id = term;
-	reply = RaftpgSubmit(&req, body.data, body.len);
+	/* no transaction commits it: the slot is claimed with no xid */
+	CaptureSetSlot(RAFTPG_SLOT_PROPOSING, InvalidTransactionId);
+	PG_TRY();
+	{
+		reply = RaftpgSubmit(&req, body.data, body.len);
+	}
+	PG_FINALLY();
+	{
+		CaptureSetSlot(RAFTPG_SLOT_IDLE, InvalidTransactionId);
+	}
+	PG_END_TRY();
 	if (reply.rc != RAFT_OK)
 		return false;
 	*index = reply.index;
