@@ -172,7 +172,10 @@ CREATE FUNCTION raftpg.stats(
 	OUT appends bigint,
 	OUT entries_appended bigint,
 	OUT persist_failures bigint,
-	OUT append_rejects_received bigint)
+	OUT append_rejects_received bigint,
+	OUT replicated_commits bigint,
+	OUT replicated_commits_async bigint,
+	OUT applied_transactions bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'raftpg_stats'
 LANGUAGE C STRICT VOLATILE;

@@ -1103,8 +1103,11 @@ raftpg_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	RaftpgStats s;
-	Datum		values[13];
-	bool		nulls[13];
+	uint64		commits;
+	uint64		commits_async;
+	uint64		applied_entries;
+	Datum		values[16];
+	bool		nulls[16];
 	int			i = 0;
 
 	RaftpgCheckPreloaded();
@@ -1112,6 +1115,9 @@ raftpg_stats(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 	s = RaftpgShmem->stats;
+	commits = RaftpgShmem->replicated_commits;
+	commits_async = RaftpgShmem->replicated_commits_async;
+	applied_entries = RaftpgShmem->applied_txns;
 	LWLockRelease(&RaftpgShmem->lock);
 	memset(nulls, 0, sizeof(nulls));
 	values[i++] = Int64GetDatum((int64) s.elections);
@@ -1127,6 +1133,9 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) s.entries_appended);
 	values[i++] = Int64GetDatum((int64) s.persist_failures);
 	values[i++] = Int64GetDatum((int64) s.append_rejects_received);
+	values[i++] = Int64GetDatum((int64) commits);
+	values[i++] = Int64GetDatum((int64) commits_async);
+	values[i++] = Int64GetDatum((int64) applied_entries);
 	Assert(i == tupdesc->natts);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -156,6 +156,7 @@ static ApplyRel **rels = NULL;
 static int	nrels = 0;
 static MemoryContext txn_cxt = NULL;	/* lives as long as rels */
 static ApplyRel *ar_used = NULL;	/* the relation the last record used */
+static uint64 batch_txns = 0;	/* transactions applied in this batch */
 static bool trigger_query_open = false;
 
 static void apply_attach_shmem(void);
@@ -567,6 +568,13 @@ apply_batch(uint64 target)
 	MemoryContextSwitchTo(oldcxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	if (batch_txns > 0)
+	{
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		RaftpgShmem->applied_txns += batch_txns;
+		LWLockRelease(&RaftpgShmem->lock);
+		batch_txns = 0;
+	}
 	if (done > applied_index)
 	{
 		applied_index = done;
@@ -1014,6 +1022,7 @@ apply_txn(uint64 index)
 	}
 	MemoryContextSwitchTo(cxt);
 	release_relations();
+	batch_txns++;
 	nrels = 0;
 	rels = NULL;
 	MemoryContextSwitchTo(old);

@@ -234,6 +234,11 @@ typedef struct RaftpgShared
 	uint64		seq_ready_term; /* sequences reserved by this leader (sequences.c) */
 	int			active_slots;	/* RaftpgCommitSlots in use */
 
+	/* counters of the commit path and of apply, for raftpg.stats */
+	uint64		replicated_commits; /* local commits of replicated changes */
+	uint64		replicated_commits_async;	/* ... without a WAL flush */
+	uint64		applied_txns;	/* transactions the apply worker applied */
+
 	/* fault injection, superuser only */
 	RaftpgFaultPoint fault_point;
 	int			fault_remaining;
