@@ -691,7 +691,9 @@ RaftpgRemoteCall(const char *name, const char *conninfo, const char *sql,
 		if (last == NULL || PQresultStatus(last) != PGRES_TUPLES_OK)
 		{
 			const char *state = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
-			char	   *msg = pstrdup(last ? pchomp(PQresultErrorMessage(last)) : "no result");
+			const char *primary = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+			char	   *msg = pstrdup(primary ? primary :
+									  last ? pchomp(PQresultErrorMessage(last)) : "no result");
 			const char *detail = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_DETAIL) : NULL;
 			char	   *detailc = detail ? pstrdup(detail) : NULL;
 			const char *hint = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_HINT) : NULL;
