@@ -769,47 +769,28 @@ use_relation(uint16 relref)
 	return ar;
 }
 
-/* the columns of a tuple into slot (all null first) */
+/*
+ * Read the values of a tuple (key false: every column of the 'R' record,
+ * in its order) or of a key (key true: the primary key columns, in key
+ * order) into slot; the columns not read are null.
+ */
 static void
-read_tuple(RaftpgReader *r, ApplyRel *ar, TupleTableSlot *slot)
+read_values(RaftpgReader *r, ApplyRel *ar, TupleTableSlot *slot, bool key)
 {
 	uint16		n = ChangesGetU16(r);
+	int			expect = key ? ar->nkeys : ar->ncols;
 	int			i;
 
-	if (n != ar->ncols)
+	if (n != expect)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("raftpg: row with %u columns for a relation of %d", n, ar->ncols)));
+				 errmsg("raftpg: %s with %u columns where %d were expected",
+						key ? "key" : "row", n, expect)));
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	for (i = 0; i < n; i++)
 	{
-		ApplyColumn *c = &ar->cols[i];
-		int			a = c->attnum - 1;
-
-		slot->tts_values[a] = ChangesGetValue(r, c->typid, c->typmod, c->typioparam,
-											  &c->in, c->has_recv ? &c->recv : NULL,
-											  &slot->tts_isnull[a]);
-	}
-	ExecStoreVirtualTuple(slot);
-}
-
-/* the key columns into slot (others null) */
-static void
-read_key(RaftpgReader *r, ApplyRel *ar, TupleTableSlot *slot)
-{
-	uint16		n = ChangesGetU16(r);
-	int			k;
-
-	if (n != ar->nkeys)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("raftpg: key with %u columns for a key of %d", n, ar->nkeys)));
-	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	for (k = 0; k < n; k++)
-	{
-		ApplyColumn *c = &ar->cols[ar->keypos[k]];
+		ApplyColumn *c = &ar->cols[key ? ar->keypos[i] : i];
 		int			a = c->attnum - 1;
 
 		slot->tts_values[a] = ChangesGetValue(r, c->typid, c->typmod, c->typioparam,
@@ -957,7 +938,7 @@ apply_txn(uint64 index)
 				break;
 			case RAFTPG_REC_INSERT:
 				ar = use_relation(ChangesGetU16(&body));
-				read_tuple(&body, ar, ar->newslot);
+				read_values(&body, ar, ar->newslot, false);
 				ExecSimpleRelationInsert(ar->rri, ar->estate, ar->newslot);
 				break;
 			case RAFTPG_REC_UPDATE:
@@ -968,8 +949,8 @@ apply_txn(uint64 index)
 					ar = use_relation(ChangesGetU16(&body));
 					changed = ChangesGetU8(&body) != 0;
 					if (changed)
-						read_key(&body, ar, ar->keyslot);
-					read_tuple(&body, ar, ar->newslot);
+						read_values(&body, ar, ar->keyslot, true);
+					read_values(&body, ar, ar->newslot, false);
 					if (!changed)
 						key_from_row(ar, ar->newslot, ar->keyslot);
 					find_row(ar, "update");
@@ -984,7 +965,7 @@ apply_txn(uint64 index)
 					EPQState	epq;
 
 					ar = use_relation(ChangesGetU16(&body));
-					read_key(&body, ar, ar->keyslot);
+					read_values(&body, ar, ar->keyslot, true);
 					find_row(ar, "delete");
 					EvalPlanQualInit(&epq, ar->estate, NULL, NIL, -1);
 					ExecSimpleRelationDelete(ar->rri, ar->estate, &epq,

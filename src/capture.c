@@ -484,81 +484,38 @@ capture_note_record(CommandId cid)
 	cap->last_truncate = -1;
 }
 
-static void
-put_values_guts(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
-{
-	int			i;
-
-	ChangesPutU16(buf, (uint16) cr->ncols);
-	for (i = 0; i < cr->ncols; i++)
-	{
-		CaptureColumn *c = &cr->cols[i];
-		int			a = c->attnum - 1;
-
-		ChangesPutValue(buf, c->method, c->typid, &c->fn, values[a], nulls[a]);
-	}
-}
-
 /*
- * A row's values.  Text output depends on session settings (DateStyle,
- * IntervalStyle, extra_float_digits): values go out under the fixed
- * settings the apply worker reads them with (changes.c).
+ * Append the values of a row (key false: every replicated column) or of
+ * its key (key true: the primary key columns, in key order).  Text output
+ * depends on session settings (DateStyle, IntervalStyle,
+ * extra_float_digits): values go out under the fixed settings the apply
+ * worker reads them with (changes.c).
  */
 static void
-put_values(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
+put_values(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls, bool key)
 {
 	RaftpgTextSettings saved;
+	int			n = key ? cr->nkeys : cr->ncols;
 
-	if (!cr->has_text)
-	{
-		put_values_guts(buf, cr, values, nulls);
-		return;
-	}
-	ChangesEnterTextSettings(&saved);
+	if (cr->has_text)
+		ChangesEnterTextSettings(&saved);
 	PG_TRY();
 	{
-		put_values_guts(buf, cr, values, nulls);
+		int			i;
+
+		ChangesPutU16(buf, (uint16) n);
+		for (i = 0; i < n; i++)
+		{
+			CaptureColumn *c = &cr->cols[key ? cr->keypos[i] : i];
+			int			a = c->attnum - 1;
+
+			ChangesPutValue(buf, c->method, c->typid, &c->fn, values[a], nulls[a]);
+		}
 	}
 	PG_FINALLY();
 	{
-		ChangesLeaveTextSettings(&saved);
-	}
-	PG_END_TRY();
-}
-
-static void
-put_key_guts(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
-{
-	int			k;
-
-	ChangesPutU16(buf, (uint16) cr->nkeys);
-	for (k = 0; k < cr->nkeys; k++)
-	{
-		CaptureColumn *c = &cr->cols[cr->keypos[k]];
-		int			a = c->attnum - 1;
-
-		ChangesPutValue(buf, c->method, c->typid, &c->fn, values[a], nulls[a]);
-	}
-}
-
-static void
-put_key(StringInfo buf, CaptureRel *cr, Datum *values, bool *nulls)
-{
-	RaftpgTextSettings saved;
-
-	if (!cr->has_text)
-	{
-		put_key_guts(buf, cr, values, nulls);
-		return;
-	}
-	ChangesEnterTextSettings(&saved);
-	PG_TRY();
-	{
-		put_key_guts(buf, cr, values, nulls);
-	}
-	PG_FINALLY();
-	{
-		ChangesLeaveTextSettings(&saved);
+		if (cr->has_text)
+			ChangesLeaveTextSettings(&saved);
 	}
 	PG_END_TRY();
 }
@@ -892,7 +849,7 @@ raftpg_capture(PG_FUNCTION_ARGS)
 	{
 		start = ChangesBeginRecord(&cap->stream, RAFTPG_REC_INSERT);
 		ChangesPutU16(&cap->stream, relref);
-		put_values(&cap->stream, cr, nv, nn);
+		put_values(&cap->stream, cr, nv, nn, false);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
@@ -902,14 +859,14 @@ raftpg_capture(PG_FUNCTION_ARGS)
 		ChangesPutU16(&cap->stream, relref);
 		ChangesPutU8(&cap->stream, changed ? 1 : 0);
 		if (changed)
-			put_key(&cap->stream, cr, ov, on);
-		put_values(&cap->stream, cr, nv, nn);
+			put_values(&cap->stream, cr, ov, on, true);
+		put_values(&cap->stream, cr, nv, nn, false);
 	}
 	else
 	{
 		start = ChangesBeginRecord(&cap->stream, RAFTPG_REC_DELETE);
 		ChangesPutU16(&cap->stream, relref);
-		put_key(&cap->stream, cr, ov, on);
+		put_values(&cap->stream, cr, ov, on, true);
 	}
 	ChangesEndRecord(&cap->stream, start);
 
@@ -1022,7 +979,7 @@ CaptureInsertRow(Relation rel, HeapTuple tuple)
 	heap_deform_tuple(tuple, desc, v, n);
 	start = ChangesBeginRecord(&cap->stream, RAFTPG_REC_INSERT);
 	ChangesPutU16(&cap->stream, relref);
-	put_values(&cap->stream, cr, v, n);
+	put_values(&cap->stream, cr, v, n, false);
 	ChangesEndRecord(&cap->stream, start);
 	old = MemoryContextSwitchTo(cap->cxt);
 	capture_note_record(GetCurrentCommandId(false));
