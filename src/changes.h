@@ -26,7 +26,8 @@
  *	  'T' truncate	u16 n, n x u16 relref
  *	  'A' add table	str schema, str table, u16 n, n x text statement
  *	  'X' unreplicate str schema, str table
- *	  'S' ddl		str search_path, text statement
+ *	  'S' ddl		str search_path, text statement,
+ *					u16 n, n x (str setting, str value)
  *	  'Q' reserve	u16 n, n x (str schema, str sequence, u64 reserved up to)
  *
  *	  str: u16 length, bytes (no terminator)

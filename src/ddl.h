@@ -12,9 +12,18 @@
 
 #include "changes.h"
 
-/* install the utility hook; from _PG_init, in every backend */
+/* install the utility and object access hooks; from _PG_init */
 extern void DdlInit(void);
+
 /* the apply worker: apply one 'S' record (changes.h) */
 extern void DdlApply(RaftpgReader *r);
+
+/*
+ * raftpg's own statements on a table it is putting under Raft or taking
+ * out (the raftpg_* triggers of replicate.c) pass the hooks untouched
+ * between these two calls; the end of the transaction ends it too.
+ */
+extern void DdlBeginInternal(void);
+extern void DdlEndInternal(void);
 
 #endif							/* RAFTPG_DDL_H */

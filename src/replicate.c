@@ -52,6 +52,7 @@
 #include "raftpg.h"
 #include "capture.h"
 #include "changes.h"
+#include "ddl.h"
 #include "replicate.h"
 #include "sequences.h"
 #include "tabledef.h"
@@ -74,6 +75,7 @@ install(Oid relid, uint64 index)
 	StringInfoData sql;
 
 	SPI_connect();
+	DdlBeginInternal();
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "CREATE TRIGGER raftpg_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s "
@@ -96,6 +98,7 @@ install(Oid relid, uint64 index)
 	appendStringInfo(&sql, "INSERT INTO raftpg.replicated VALUES (%u, " UINT64_FORMAT ")",
 					 relid, index);
 	spi_exec(sql.data, SPI_OK_INSERT);
+	DdlEndInternal();
 	SPI_finish();
 }
 
@@ -106,6 +109,7 @@ uninstall(Oid relid)
 	StringInfoData sql;
 
 	SPI_connect();
+	DdlBeginInternal();
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS raftpg_guard ON %s", name);
 	spi_exec(sql.data, SPI_OK_UTILITY);
@@ -118,6 +122,7 @@ uninstall(Oid relid)
 	resetStringInfo(&sql);
 	appendStringInfo(&sql, "DELETE FROM raftpg.replicated WHERE relid = %u", relid);
 	spi_exec(sql.data, SPI_OK_DELETE);
+	DdlEndInternal();
 	SPI_finish();
 }
 

@@ -245,14 +245,24 @@ propose_reservations(bool all, uint64 term, uint64 *index)
 		SeqInfo    *s = lfirst(lc);
 		int64	   *r;
 
+		bool		unfenced;
+
 		if (s->increment <= 0)
 			continue;
-		if (!all && s->max - s->last > ((int64) raftpg_sequence_reserve / 2) * s->increment)
+
+		/*
+		 * A sequence further ahead of its last value than one reserve has
+		 * no fence yet (one created by DDL since): reserve from where it
+		 * is.  Otherwise refill once less than half a reserve is left.
+		 */
+		unfenced = s->max - s->last > (int64) raftpg_sequence_reserve * s->increment;
+		if (!all && !unfenced &&
+			s->max - s->last > ((int64) raftpg_sequence_reserve / 2) * s->increment)
 			continue;
-		if (s->max >= s->type_max && !all)
+		if (!all && !unfenced && s->max >= s->type_max)
 			continue;			/* nothing more to reserve */
 		r = palloc(sizeof(int64));
-		*r = next_reservation(s, Max(s->last, s->max));
+		*r = next_reservation(s, unfenced ? s->last : Max(s->last, s->max));
 		need = lappend(need, s);
 		upto = lappend(upto, r);
 	}
