@@ -66,6 +66,7 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "parser/parsetree.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -546,11 +547,14 @@ key_changed(CaptureRel *cr, Relation rel, Datum *ov, bool *on, Datum *nv,
  */
 
 /*
- * A write of replicated table relname (or DDL on it) this node may not
- * make, because it is not the leader: 25006, naming the leader.
+ * Something done to replicated table relname that this node may not do,
+ * because it is not the leader: 25006, naming the leader.  action is the
+ * verb of the message ("write", "lock rows of").
  */
-void
-CaptureRefuseNotLeader(const char *relname)
+static void refuse_not_leader(const char *relname, const char *action) pg_attribute_noreturn();
+
+static void
+refuse_not_leader(const char *relname, const char *action)
 {
 	RaftpgNodeStatus st = RaftpgReadStatus();
 	RaftpgMember leader;
@@ -558,21 +562,28 @@ CaptureRefuseNotLeader(const char *relname)
 	if (st.role == RAFTPG_ROLE_UNCONFIGURED)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot write replicated table \"%s\": this server is not a member of a raftpg cluster",
-						relname),
+				 errmsg("cannot %s replicated table \"%s\": this server is not a member of a raftpg cluster",
+						action, relname),
 				 errhint("Unreplicate the table with raftpg.unreplicate_table(), or add this server to the cluster.")));
 	if (st.leader_id != 0 && RaftpgFindMember(st.leader_id, NULL, &leader))
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot write replicated table \"%s\" on a raftpg follower",
-						relname),
+				 errmsg("cannot %s replicated table \"%s\" on a raftpg follower",
+						action, relname),
 				 errhint("The leader is node \"%s\", reachable at \"%s\".",
 						 leader.name, leader.conninfo)));
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-			 errmsg("cannot write replicated table \"%s\": no raftpg leader is known",
-					relname),
+			 errmsg("cannot %s replicated table \"%s\": no raftpg leader is known",
+					action, relname),
 			 errhint("An election is under way; try again shortly.")));
+}
+
+/* a write of replicated table relname, or DDL on it, on a non-leader */
+void
+CaptureRefuseNotLeader(const char *relname)
+{
+	refuse_not_leader(relname, "write");
 }
 
 /* this backend's commit slot (raftpg.h) */
@@ -1577,6 +1588,34 @@ static void
 capture_executor_start(QueryDesc *queryDesc, int eflags)
 {
 	ListCell   *lc;
+
+	/*
+	 * Row locks on a follower would hold up apply, as on a hot standby:
+	 * refused like writes.
+	 */
+	if (queryDesc->plannedstmt->rowMarks != NIL && !RaftpgIsApplyWorker() &&
+		RaftpgShmem != NULL &&
+		RaftpgReadStatus().role != RAFTPG_ROLE_LEADER)
+	{
+		foreach(lc, queryDesc->plannedstmt->rowMarks)
+		{
+			PlanRowMark *rm = lfirst(lc);
+			RangeTblEntry *rte = rt_fetch(rm->rti, queryDesc->plannedstmt->rtable);
+			Relation	rel;
+			bool		replicated;
+
+			if (rte->rtekind != RTE_RELATION || rm->markType == ROW_MARK_COPY ||
+				rm->markType == ROW_MARK_REFERENCE)
+				continue;
+			rel = RelationIdGetRelation(rte->relid);
+			if (rel == NULL)
+				continue;
+			replicated = is_captured(rel);
+			RelationClose(rel);
+			if (replicated)
+				refuse_not_leader(get_rel_name(rte->relid), "lock rows of");
+		}
+	}
 
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);

@@ -169,6 +169,13 @@ for my $n (grep { $_ != $leader } @nodes)
 		like($err, qr/25006: cannot write replicated table "scratch" on a raftpg follower.*HINT:\s+The leader is node "$lname", reachable at "[^"]+"/s,
 			$n->name . ": refused with 25006 and the leader: $sql");
 	}
+	# row locks would hold up apply: refused as on a hot standby
+	($ret, $out, $err) = $n->psql('postgres', q{SELECT * FROM app.scratch FOR UPDATE},
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($err, qr/25006: cannot lock rows of replicated table "scratch" on a raftpg follower/,
+		$n->name . ': SELECT ... FOR UPDATE refused with 25006');
+	is($n->safe_psql('postgres', q{SELECT count(*) FROM app.scratch}), '1',
+		$n->name . ': plain reads work');
 }
 
 # ---- an identical empty table is adopted; a different one is refused
