@@ -56,6 +56,10 @@ CREATE TABLE raftpg.log (
 	payload bytea NOT NULL
 );
 COMMENT ON TABLE raftpg.log IS 'raftpg: the Raft log of this node';
+-- entries are written once and read by apply: not worth compressing (a
+-- large transaction's entries would cost the node worker seconds of pglz,
+-- during which it sends no heartbeats)
+ALTER TABLE raftpg.log ALTER COLUMN payload SET STORAGE EXTERNAL;
 
 CREATE TABLE raftpg.state (
 	node_id bigint NOT NULL,		-- this node's id, 0 before it joins

@@ -6,7 +6,23 @@
 --
 CREATE EXTENSION raftpg;
 
-CREATE FUNCTION wait_leader() RETURNS void LANGUAGE plpgsql AS $$
+-- helpers: wait until the node worker has let go of a cluster whose
+-- extension was dropped (an earlier test's); wait until this node leads
+-- with an entry of its term committed
+CREATE FUNCTION regress_reads_let_go() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + interval '60 seconds';
+BEGIN
+	WHILE (SELECT role FROM raftpg.status()) <> 'unconfigured' LOOP
+		IF clock_timestamp() > deadline THEN
+			RAISE EXCEPTION 'the node did not let go of its old cluster';
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT regress_reads_let_go();
+
+CREATE FUNCTION regress_reads_wait_leader() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
 	deadline timestamptz := clock_timestamp() + interval '60 seconds';
 BEGIN
@@ -54,7 +70,7 @@ RESET raftpg.read_consistency;
 
 -- a one-node cluster, and a replicated table (not in a transaction block)
 SELECT raftpg.create_cluster('host=127.0.0.1 port=1 dbname=contrib_regression');
-SELECT wait_leader();
+SELECT regress_reads_wait_leader();
 SELECT raftpg.last_write_index() IS NULL AS no_write_yet;
 BEGIN;
 SELECT raftpg.replicate_table('regress_reads');
@@ -116,7 +132,8 @@ SELECT raftpg.wait_for_index(commit_index) FROM raftpg.status();
 SET default_transaction_isolation = 'repeatable read';
 SELECT * FROM regress_reads ORDER BY id;
 RESET default_transaction_isolation;
--- a cursor, EXPLAIN, a function reading the table, a write reading it
+-- a cursor, EXPLAIN, a function reading the table, statements that write
+-- what they read
 DECLARE c CURSOR WITH HOLD FOR SELECT label FROM regress_reads ORDER BY id;
 FETCH ALL FROM c;
 CLOSE c;
@@ -128,6 +145,9 @@ END $$;
 SELECT regress_reads_count();
 INSERT INTO regress_plain SELECT id + 10 FROM regress_reads;
 SELECT * FROM regress_plain ORDER BY id;
+CREATE TEMP TABLE regress_copy AS SELECT id, label FROM regress_reads;
+SELECT count(*) FROM regress_copy;
+COPY (SELECT label FROM regress_reads ORDER BY id) TO STDOUT;
 RESET raftpg.read_consistency;
 
 -- A REPEATABLE READ snapshot taken before the read point cannot serve a
@@ -149,13 +169,19 @@ SHOW raftpg.read_consistency;
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SET LOCAL raftpg.read_consistency = linearizable;
 SELECT count(*) FROM regress_plain;
+SELECT raftpg.propose('after the snapshot') > 0 AS proposed;
 SELECT count(*) FROM regress_reads;
 COMMIT;
 \set VERBOSITY default
 
 -- dropping the extension ends the node: take the table out first
 SELECT raftpg.unreplicate_table('regress_reads') > 0 AS unreplicated;
-DROP FUNCTION regress_reads_count();
+DROP FUNCTION regress_reads_count(), regress_reads_wait_leader();
 DROP VIEW regress_reads_view;
 DROP TABLE regress_reads, regress_plain;
 DROP EXTENSION raftpg;
+-- and leave no cluster behind for the next test
+CREATE EXTENSION raftpg;
+SELECT regress_reads_let_go();
+DROP EXTENSION raftpg;
+DROP FUNCTION regress_reads_let_go();

@@ -281,25 +281,27 @@ RaftpgSubmit(RaftpgRequest *req, const void *body, Size len)
 				 errhint("Try again; the node worker drains it continuously.")));
 	SetLatch(latch);
 
-	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
+	/* the worker sets our latch when it has answered (node.c, reply()) */
 	for (;;)
 	{
+		int			rc;
+
+		ResetLatch(MyLatch);
 		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 		r = RaftpgShmem->replies[procno];
 		LWLockRelease(&RaftpgShmem->lock);
 		if (r.seq == req->seq)
 			break;
 		if (RaftpgRemainingMs(deadline) == 0)
-		{
-			ConditionVariableCancelSleep();
 			ereport(ERROR,
 					(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
 					 errmsg("the raftpg node worker did not answer within raftpg.commit_timeout"),
 					 errhint("Check the server log and raftpg.status().")));
-		}
-		wait_step(deadline, 1000);
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   Min(RaftpgRemainingMs(deadline), 1000), PG_WAIT_EXTENSION);
+		(void) rc;
+		CHECK_FOR_INTERRUPTS();
 	}
-	ConditionVariableCancelSleep();
 	return r;
 }
 

@@ -229,6 +229,8 @@ RaftpgApplyMain(Datum main_arg)
 		{
 			state_relid = InvalidOid;
 			loaded_cluster_id = cluster_id;
+			applied_index = 0;
+			applied_term = 0;
 		}
 
 		if (!OidIsValid(state_relid) && cluster_id != 0)

@@ -1201,13 +1201,19 @@ wait_for_majority(void)
 	TimestampTz deadline =
 		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), raftpg_commit_timeout);
 
+	/*
+	 * The node worker sets our latch when our entry is committed or the
+	 * term moves (node.c, node_publish()).
+	 */
 	HOLD_INTERRUPTS();
-	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
 	for (;;)
 	{
-		RaftpgNodeStatus st = RaftpgReadStatus();
+		RaftpgNodeStatus st;
 		const char *why = NULL;
 		const char *hint = "Check with raftpg.wait_for_index() or by reading the rows whether it was applied.";
+
+		ResetLatch(MyLatch);
+		st = RaftpgReadStatus();
 
 		if (st.term == cap->proposed_term && st.commit_index >= cap->proposed_index)
 			break;
@@ -1229,15 +1235,12 @@ wait_for_majority(void)
 		}
 		if (why != NULL)
 		{
-			ConditionVariableCancelSleep();
 			RESUME_INTERRUPTS();
 			unknown_outcome(why, hint);
 		}
-		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-										   Min(RaftpgRemainingMs(deadline), 1000),
-										   PG_WAIT_EXTENSION);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(RaftpgRemainingMs(deadline), 1000), PG_WAIT_EXTENSION);
 	}
-	ConditionVariableCancelSleep();
 	RESUME_INTERRUPTS();
 }
 

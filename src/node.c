@@ -49,6 +49,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -84,6 +85,7 @@ typedef struct ReadWaiter
 	uint64		seq;
 	uint64		ctx;			/* 0 until its round is asked for */
 	uint64		term;			/* the term its round was asked in */
+	TimestampTz asked;			/* when its round was asked for */
 	TimestampTz deadline;		/* refused if not answered by then */
 } ReadWaiter;
 
@@ -92,6 +94,9 @@ typedef struct ReadWaiter
 static ReadWaiter read_waiters[RAFTPG_MAX_READ_WAITERS];
 static int	n_read_waiters = 0;
 static uint64 next_read_ctx = 0;
+
+/* backends to wake after a publish (node_publish), MaxBackends of them */
+static int *wake_procs = NULL;
 
 static raft *core = NULL;
 static RaftpgStateRow state;	/* raftpg.state as last committed */
@@ -119,6 +124,7 @@ static void node_publish(void);
 static void node_refuse_requests(void);
 static void node_check_tables(void);
 static bool read_rounds_expire(void);
+static bool read_round_start(void);
 
 void
 RaftpgNodeMain(Datum main_arg)
@@ -139,6 +145,7 @@ RaftpgNodeMain(Datum main_arg)
 
 	RaftpgUseCoreAllocator();
 	TransportInit();
+	wake_procs = MemoryContextAlloc(TopMemoryContext, sizeof(int) * MaxBackends);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "raftpg node loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	{
@@ -410,6 +417,8 @@ node_check_tables(void)
 	last_config_index = 0;
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	RaftpgShmem->cluster_id = 0;
+	RaftpgShmem->applied_index = 0;
+	RaftpgShmem->status.applied_index = 0;
 	memset(&RaftpgShmem->status, 0, sizeof(RaftpgShmem->status));
 	RaftpgShmem->status.role = RAFTPG_ROLE_UNCONFIGURED;
 	RaftpgShmem->n_members = 0;
@@ -531,6 +540,8 @@ reply(const RaftpgRequest *req, int rc, uint64 index, uint64 term)
 	r->term = term;
 	r->seq = req->seq;
 	LWLockRelease(&RaftpgShmem->lock);
+	/* the asking backend waits on its own latch (api.c) */
+	SetLatch(&ProcGlobal->allProcs[req->procno].procLatch);
 }
 
 /*
@@ -567,6 +578,7 @@ settle_slot(const RaftpgRequest *req, uint64 last)
 	if (slot->xid == req->xid)
 	{
 		slot->index = last;
+		slot->term = req->id;
 		if (last == 0)
 			slot->state = RAFTPG_SLOT_PROPOSING;
 	}
@@ -642,6 +654,13 @@ read_rounds_expire(void)
 		ReadWaiter *w = &read_waiters[i];
 		RaftpgRequest req;
 
+		/*
+		 * A round unanswered for an election timeout was lost (a forwarded
+		 * request or its answer dropped): ask again.
+		 */
+		if (w->ctx != 0 &&
+			now >= TimestampTzPlusMilliseconds(w->asked, raftpg_election_timeout))
+			w->ctx = 0;
 		if (now < w->deadline)
 			continue;
 		req.procno = w->procno;
@@ -651,6 +670,8 @@ read_rounds_expire(void)
 		i--;
 		any = true;
 	}
+	if (read_round_start())
+		any = true;
 	return any;
 }
 
@@ -679,6 +700,7 @@ read_round_start(void)
 		{
 			w->ctx = next_read_ctx;
 			w->term = st.term;
+			w->asked = GetCurrentTimestamp();
 		}
 		else
 		{
@@ -717,8 +739,9 @@ read_rounds_answer(const raft_ready *rd)
 
 		req.procno = w->procno;
 		req.seq = w->seq;
+		/* a later round's read point serves an earlier request too */
 		for (r = 0; r < rd->n_reads; r++)
-			if (w->ctx != 0 && rd->reads[r].ctx == w->ctx)
+			if (w->ctx != 0 && rd->reads[r].ctx >= w->ctx)
 			{
 				reply(&req, RAFT_OK, rd->reads[r].index, st.term);
 				done = true;
@@ -1084,6 +1107,7 @@ node_publish(void)
 	uint32		i;
 	bool		wake;
 	Latch	   *apply_latch = NULL;
+	int			n_wake = 0;
 
 	raft_get_status(core, &st);
 	log_changes(&st, c);
@@ -1153,7 +1177,30 @@ node_publish(void)
 				raftpg_heartbeat_interval * 1000;
 		}
 	}
+	/*
+	 * Backends waiting for their commit (capture.c) wait on their own
+	 * latches: wake those whose entry is now committed, or all of them if
+	 * the term moved.  One latch each, not a broadcast to every waiter.
+	 */
+	if (wake && RaftpgShmem->active_slots > 0)
+	{
+		int			n = 0;
+
+		for (i = 0; i < (uint32) RaftpgShmem->n_replies && n < RaftpgShmem->active_slots; i++)
+		{
+			RaftpgCommitSlot *slot = &RaftpgCommitSlots[i];
+
+			if (slot->state == RAFTPG_SLOT_IDLE)
+				continue;
+			n++;
+			if (slot->state == RAFTPG_SLOT_PROPOSED && slot->index != 0 &&
+				(slot->index <= ns.commit_index || slot->term != ns.term))
+				wake_procs[n_wake++] = i;
+		}
+	}
 	LWLockRelease(&RaftpgShmem->lock);
+	for (i = 0; i < (uint32) n_wake; i++)
+		SetLatch(&ProcGlobal->allProcs[wake_procs[i]].procLatch);
 	if (apply_latch)
 		SetLatch(apply_latch);
 	if (wake)

@@ -168,6 +168,14 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	/*
+	 * Every backend: capture of changes to replicated tables, DDL, reads.
+	 * They define settings of their own, so before the prefix is reserved.
+	 */
+	CaptureInit();
+	DdlInit();
+	ReadsInit();
+
 	MarkGUCPrefixReserved("raftpg");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -177,10 +185,6 @@ _PG_init(void)
 
 	rp_register_node_worker();
 
-	/* every backend: capture of changes to replicated tables, DDL, reads */
-	CaptureInit();
-	DdlInit();
-	ReadsInit();
 }
 
 /*

@@ -190,6 +190,7 @@ typedef struct RaftpgCommitSlot
 	int32		state;			/* RaftpgSlotState */
 	TransactionId xid;
 	uint64		index;			/* PROPOSED: last entry, 0 until known */
+	uint64		term;			/* PROPOSED: the term it was proposed in */
 } RaftpgCommitSlot;
 
 typedef struct RaftpgShared

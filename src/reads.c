@@ -124,6 +124,7 @@ static void rd_process_utility(PlannedStmt *pstmt, const char *queryString,
 							   DestReceiver *dest, QueryCompletion *qc);
 static void rd_xact_callback(XactEvent event, void *arg);
 static void rd_relcache_callback(Datum arg, Oid relid);
+static void rd_report_no_leader(const char *detail) pg_attribute_noreturn();
 
 void
 ReadsInit(void)
@@ -310,7 +311,7 @@ rd_report_no_leader(const char *detail)
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("no raftpg leader could confirm a linearizable read"),
-			 errdetail_internal("%s", detail),
+			 errdetail("%s", detail),
 			 errhint("Try again once the cluster has a leader (see raftpg.status()), or read this node's copy with raftpg.read_consistency = local.")));
 }
 
@@ -388,7 +389,7 @@ rd_wait_applied(uint64 index, TimestampTz deadline)
 					 errmsg("timed out waiting for this node to apply the log up to the read point"),
 					 errdetail("The read point is log entry " UINT64_FORMAT "; this node has applied up to " UINT64_FORMAT ".",
 							   index, applied),
-					 errhint("Check raftpg.apply_status and the server log, or raise raftpg.commit_timeout.")));
+					 errhint("Compare applied_index with commit_index in raftpg.status(), and look for apply errors in the server log.")));
 		}
 		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
 										   Min(RaftpgRemainingMs(deadline), 1000),
