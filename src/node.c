@@ -944,10 +944,22 @@ persist_ready(const raft_ready *rd)
 	RaftpgStateRow st_new;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	volatile bool ok = true;
+	bool		commit_only;
 
 	if (!rd->hard_state_changed && rd->n_entries == 0 && rd->truncate_from == 0)
 		return true;
 	raft_get_status(core, &after);
+
+	/*
+	 * A batch that only moves the commit index need not reach the disk
+	 * before the core is told: Raft keeps the commit index in volatile
+	 * state (a restart that finds an older one learns the newer one from
+	 * the leader), and the row is still written atomically.  Waiting for a
+	 * flush here would put one more disk flush on every commit's path.
+	 */
+	commit_only = rd->n_entries == 0 && rd->truncate_from == 0 &&
+		rd->hard_state.term == state.hs.term &&
+		rd->hard_state.vote == state.hs.vote;
 
 	PG_TRY();
 	{
@@ -957,12 +969,16 @@ persist_ready(const raft_ready *rd)
 		pgstat_report_activity(STATE_RUNNING, "raftpg: appending to the log");
 		StoragePersist(rd, &state, &after, raft_get_config(core), &st_new);
 		PopActiveSnapshot();
+		if (commit_only)
+			synchronous_commit = SYNCHRONOUS_COMMIT_OFF;
 		CommitTransactionCommand();
+		synchronous_commit = SYNCHRONOUS_COMMIT_ON;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
+		synchronous_commit = SYNCHRONOUS_COMMIT_ON;
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
