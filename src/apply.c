@@ -63,6 +63,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -188,6 +189,11 @@ RaftpgApplyMain(Datum main_arg)
 					PGC_SUSET, PGC_S_OVERRIDE);
 	/* the Raft log is the durable copy: a lost apply commit is redone */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * A lock held by a local session holds up apply: give up after a
+	 * second, end the sessions that cannot commit anyway (below), retry.
+	 */
+	SetConfigOption("lock_timeout", "1000", PGC_SUSET, PGC_S_OVERRIDE);
 	/* text values are read under the settings they were written with */
 	SetConfigOption("DateStyle", "ISO, MDY", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
@@ -404,6 +410,44 @@ apply_error_callback(void *arg)
 }
 
 /*
+ * Apply waited too long for a lock.  On a node that is not the leader, the
+ * sessions that wrote replicated tables here (commit slots not IDLE) are
+ * left over from when it led: their transactions cannot commit any more,
+ * and an idle one would hold its row locks, and apply, forever.  End them,
+ * as a hot standby ends sessions that conflict with recovery.  Readers are
+ * left alone: apply waits for them.
+ */
+static void
+end_doomed_writers(void)
+{
+	int		   *pids = palloc(sizeof(int) * MaxBackends);
+	int			n = 0;
+	int			i;
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	if (RaftpgShmem->status.role != RAFTPG_ROLE_LEADER)
+	{
+		for (i = 0; i < MaxBackends; i++)
+		{
+			RaftpgCommitSlot *slot = &RaftpgCommitSlots[i];
+			int			pid = ProcGlobal->allProcs[i].pid;
+
+			if (slot->state != RAFTPG_SLOT_IDLE && pid != 0 && pid != MyProcPid)
+				pids[n++] = pid;
+		}
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	for (i = 0; i < n; i++)
+	{
+		ereport(LOG,
+				(errmsg("raftpg: ending session %d: it wrote replicated tables while this node led, cannot commit now, and holds up apply",
+						pids[i])));
+		(void) kill(pids[i], SIGTERM);
+	}
+	pfree(pids);
+}
+
+/*
  * Read and apply the entries after applied_index, up to target, inside the
  * current transaction; returns the last entry wholly handled and its term.
  */
@@ -563,6 +607,8 @@ apply_batch(uint64 target)
 		strlcpy(RaftpgShmem->apply_error, edata->message,
 				sizeof(RaftpgShmem->apply_error));
 		LWLockRelease(&RaftpgShmem->lock);
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			end_doomed_writers();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

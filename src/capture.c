@@ -394,6 +394,8 @@ capture_begin(void)
 	MemoryContext old;
 	Capture    *c;
 
+	CaptureSetSlot(RAFTPG_SLOT_WRITING, InvalidTransactionId);
+
 	cxt = AllocSetContextCreate(TopTransactionContext, "raftpg capture",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -1504,10 +1506,8 @@ capture_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (cap->proposed_index != 0)
-			{
 				last_write_index = cap->proposed_index;
-				CaptureSetSlot(RAFTPG_SLOT_IDLE, InvalidTransactionId);
-			}
+			CaptureSetSlot(RAFTPG_SLOT_IDLE, InvalidTransactionId);
 			cap = NULL;
 			break;
 		case XACT_EVENT_ABORT:

@@ -169,6 +169,9 @@ typedef struct RaftpgMailbox RaftpgMailbox;
  * A backend's replicated commit in flight (capture.c), one slot per
  * backend, protected by RaftpgShared.lock.
  *
+ * A backend's slot is WRITING from its first change to a replicated table
+ * on (the apply worker of a node that is no longer the leader ends such
+ * sessions when they hold up apply: their transactions cannot commit).
  * The backend fills it (PROPOSING, its xid) before handing its changes to
  * the node worker.  The worker proposes them only if it can claim the slot
  * (PROPOSING with that xid -> PROPOSED, then the index of the last entry):
@@ -181,6 +184,7 @@ typedef struct RaftpgMailbox RaftpgMailbox;
 typedef enum RaftpgSlotState
 {
 	RAFTPG_SLOT_IDLE = 0,
+	RAFTPG_SLOT_WRITING,		/* has written replicated tables */
 	RAFTPG_SLOT_PROPOSING,
 	RAFTPG_SLOT_PROPOSED
 } RaftpgSlotState;

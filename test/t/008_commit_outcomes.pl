@@ -137,6 +137,30 @@ INSERT INTO public.outcome VALUES (50, 'cancelled');
 	RaftpgTest::check_same($leader, 'public.outcome', 'id', 'after a cancelled commit', @nodes);
 }
 
+# ---- a session left idle in a transaction on a former leader, holding the
+# row locks of its writes, does not hold up apply there: its transaction
+# cannot commit any more, and it is ended when apply waits for it
+{
+	my $old = $leader;
+	my $target = $followers[0];
+	my $h = $old->background_psql('postgres', on_error_stop => 0);
+	$h->query_safe('BEGIN');
+	$h->query_safe(q{UPDATE public.outcome SET how = 'idle writer' WHERE id = 100});
+	my $logpos = -s $old->logfile;
+	$old->safe_psql('postgres', "SELECT raftpg.transfer_leadership('" . $target->name . "')");
+	$leader = RaftpgTest::wait_leader(@nodes);
+	is($leader->name, $target->name, 'leadership moved away from the idle writer');
+	$leader->safe_psql('postgres', q{UPDATE public.outcome SET how = 'new leader' WHERE id = 100});
+	RaftpgTest::check_same($leader, 'public.outcome', 'id',
+		'apply on the former leader not held up by the idle writer', @nodes);
+	is($old->safe_psql('postgres', q{SELECT how FROM public.outcome WHERE id = 100}),
+		'new leader', 'the former leader applied the new leader\'s update of the locked row');
+	ok($old->log_contains(qr/ending session \d+: it wrote replicated tables while this node led/, $logpos),
+		'the idle writer was ended, with a log line');
+	eval { $h->quit; };
+	@followers = grep { $_ != $leader } @nodes;
+}
+
 # ---- a follower killed during writes catches up
 my $victim = $followers[0];
 @writers = RaftpgTest::start_writers(2, $dir, 'public.stream', $leader);
