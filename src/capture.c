@@ -1151,22 +1151,32 @@ insert_origin_commit(uint64 index)
 	TupleTableSlot *slot;
 	Datum		key[1];
 	bool		keynull[1] = {false};
+	Oid			relid = origin_relid;
+	Oid			indexid = origin_index_relid;
 
-	if (!OidIsValid(origin_relid))
+	/*
+	 * Resolved into locals: opening a relation processes invalidations,
+	 * and the relcache callback may reset the cached OIDs meanwhile.
+	 */
+	if (!OidIsValid(relid) || !OidIsValid(indexid))
 	{
 		Oid			nsp = get_namespace_oid("raftpg", false);
 		List	   *indexes;
 
-		origin_relid = get_relname_relid("origin_commits", nsp);
-		if (!OidIsValid(origin_relid))
+		relid = get_relname_relid("origin_commits", nsp);
+		if (!OidIsValid(relid))
 			elog(ERROR, "table raftpg.origin_commits is missing");
-		rel = table_open(origin_relid, AccessShareLock);
+		rel = table_open(relid, AccessShareLock);
 		indexes = RelationGetIndexList(rel);
-		origin_index_relid = linitial_oid(indexes);
+		if (list_length(indexes) != 1)
+			elog(ERROR, "table raftpg.origin_commits must have exactly one index");
+		indexid = linitial_oid(indexes);
 		table_close(rel, AccessShareLock);
 	}
-	rel = table_open(origin_relid, RowExclusiveLock);
-	idx = index_open(origin_index_relid, RowExclusiveLock);
+	rel = table_open(relid, RowExclusiveLock);
+	idx = index_open(indexid, RowExclusiveLock);
+	origin_relid = relid;
+	origin_index_relid = indexid;
 	slot = table_slot_create(rel, NULL);
 	ExecClearTuple(slot);
 	slot->tts_values[0] = Int64GetDatum((int64) index);
