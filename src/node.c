@@ -445,6 +445,18 @@ node_wait(void)
 	else
 		timeout = Max(0, (long) ((next_tick - now) / 1000));
 
+	/*
+	 * Under load the latch is set again before the pass ends (messages and
+	 * requests keep arriving): go round at once, without building a wait
+	 * set and its epoll descriptor only to find it ready.  The peers'
+	 * sockets are polled every pass anyway (TransportPoll).
+	 */
+	if (MyLatch->is_set || timeout == 0)
+	{
+		ResetLatch(MyLatch);
+		return;
+	}
+
 	(void) TransportPeers(&npeers);
 	set = CreateWaitEventSet(loop_cxt, npeers + 2);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -951,15 +963,21 @@ persist_ready(const raft_ready *rd)
 	raft_get_status(core, &after);
 
 	/*
-	 * A batch that only moves the commit index need not reach the disk
-	 * before the core is told: Raft keeps the commit index in volatile
-	 * state (a restart that finds an older one learns the newer one from
-	 * the leader), and the row is still written atomically.  Waiting for a
-	 * flush here would put one more disk flush on every commit's path.
+	 * A batch that only moves the commit index is not written at all: Raft
+	 * keeps the commit index in volatile state (a restart that finds an
+	 * older one learns the newer one from the leader), and writing it would
+	 * put one more transaction -- and, synchronously, one more disk flush --
+	 * on every commit's path, on every node.  The state row's commit_index
+	 * is the one of the last batch that wrote entries or a term or vote.
 	 */
 	commit_only = rd->n_entries == 0 && rd->truncate_from == 0 &&
 		rd->hard_state.term == state.hs.term &&
 		rd->hard_state.vote == state.hs.vote;
+	if (commit_only)
+	{
+		state.hs.commit = rd->hard_state.commit;
+		return true;
+	}
 
 	PG_TRY();
 	{
@@ -969,16 +987,12 @@ persist_ready(const raft_ready *rd)
 		pgstat_report_activity(STATE_RUNNING, "raftpg: appending to the log");
 		StoragePersist(rd, &state, &after, raft_get_config(core), &st_new);
 		PopActiveSnapshot();
-		if (commit_only)
-			synchronous_commit = SYNCHRONOUS_COMMIT_OFF;
 		CommitTransactionCommand();
-		synchronous_commit = SYNCHRONOUS_COMMIT_ON;
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
-		synchronous_commit = SYNCHRONOUS_COMMIT_ON;
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
