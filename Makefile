@@ -142,5 +142,8 @@ demo:
 demo-stop:
 	@MAKE='$(MAKE)' scripts/demo.sh stop
 
+bench:
+	@MAKE='$(MAKE)' test/bench/bench.sh
+
 .PHONY: deps unit clean-unit installcheck installcheck-local prove \
-	prove-local install-ext test demo demo-stop
+	prove-local install-ext test demo demo-stop bench
