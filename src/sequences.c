@@ -244,25 +244,26 @@ propose_reservations(bool all, uint64 term, uint64 *index)
 	{
 		SeqInfo    *s = lfirst(lc);
 		int64	   *r;
-
 		bool		unfenced;
 
 		if (s->increment <= 0)
 			continue;
 
 		/*
-		 * A sequence further ahead of its last value than one reserve has
-		 * no fence yet (one created by DDL since): reserve from where it
-		 * is.  Otherwise refill once less than half a reserve is left.
+		 * A sequence whose MAXVALUE is still its type's has no fence yet
+		 * (one created by DDL since the table was replicated): reserve from
+		 * where it is.  Otherwise refill, from the fence on, once less than
+		 * half a reserve is left.  A fence never moves down: the other
+		 * nodes' sequences stand at it.
 		 */
-		unfenced = s->max - s->last > (int64) raftpg_sequence_reserve * s->increment;
+		unfenced = s->max >= s->type_max;
 		if (!all && !unfenced &&
 			s->max - s->last > ((int64) raftpg_sequence_reserve / 2) * s->increment)
 			continue;
-		if (!all && !unfenced && s->max >= s->type_max)
-			continue;			/* nothing more to reserve */
 		r = palloc(sizeof(int64));
 		*r = next_reservation(s, unfenced ? s->last : Max(s->last, s->max));
+		if (*r == s->max)
+			continue;			/* at the end of its type: nothing to move */
 		need = lappend(need, s);
 		upto = lappend(upto, r);
 	}

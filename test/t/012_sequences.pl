@@ -91,5 +91,20 @@ for my $n (@nodes)
 		$n->name . ": the new fence ($refilled) is the same everywhere");
 }
 
+# ---- more refills: the fence only ever moves up, and apply follows
+for my $round (1 .. 2)
+{
+	my $fence_now = $leader->safe_psql('postgres', $fence);
+	my $last = $leader->safe_psql('postgres', q{SELECT last_value FROM public.s_id_seq});
+	$leader->safe_psql('postgres',
+		'INSERT INTO public.s (v) SELECT ' . q{'more'} . ' FROM generate_series(1, '
+		  . ($fence_now - $last - 4000) . ')');
+	$leader->poll_query_until('postgres', "SELECT ($fence) > $fence_now")
+	  or die "refill $round did not happen";
+	RaftpgTest::check_same($leader, 'public.s', 'id', "after refill $round", @nodes);
+	my $moved = $leader->safe_psql('postgres', $fence);
+	cmp_ok($moved, '>', $fence_now, "refill $round moved the fence up ($fence_now to $moved)");
+}
+
 RaftpgTest::stop_nodes(@nodes);
 done_testing();
