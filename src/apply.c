@@ -261,6 +261,8 @@ RaftpgApplyMain(Datum main_arg)
 		if (OidIsValid(state_relid) && target > applied_index)
 		{
 			apply_batch(target);
+			/* under load too: reservations must keep ahead of use */
+			SequencesTick(applied_index);
 			continue;
 		}
 		if (OidIsValid(state_relid))

@@ -163,7 +163,7 @@ _PG_init(void)
 							"after the last reservation: gaps of up to this "
 							"many values.",
 							&raftpg_sequence_reserve,
-							10000, 10, 100000000,
+							100000, 10, 100000000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

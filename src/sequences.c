@@ -14,8 +14,8 @@
  * old leader could have handed out -- including values of transactions
  * that never committed.
  *
- * The apply worker of the leader keeps reservations ahead of use: about
- * once a second, for each sequence with less than half of
+ * The apply worker of the leader keeps reservations ahead of use: five
+ * times a second, also under load, for each sequence with less than half of
  * raftpg.sequence_reserve values left below its fence, it proposes a new
  * reservation.  A new leader proposes one for every sequence before it
  * opens local writes (RaftpgShmem->seq_ready_term): its sequences stand at
@@ -47,7 +47,10 @@
 #include "changes.h"
 #include "sequences.h"
 
-int			raftpg_sequence_reserve = 10000;
+int			raftpg_sequence_reserve = 100000;
+
+/* how often the leader looks at how much of its reservations is left */
+#define RAFTPG_REFILL_CHECK_MS	200
 
 /*
  * The sequences owned by columns of relid (if valid) or of every replicated
@@ -373,7 +376,7 @@ SequencesTick(uint64 applied)
 
 	if (now < next_refill)
 		return;
-	next_refill = TimestampTzPlusMilliseconds(now, 1000);
+	next_refill = TimestampTzPlusMilliseconds(now, RAFTPG_REFILL_CHECK_MS);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());

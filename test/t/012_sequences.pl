@@ -14,7 +14,7 @@ use Test::More;
 
 use RaftpgTest;
 
-my @nodes = RaftpgTest::start_nodes(3);
+my @nodes = RaftpgTest::start_nodes(3, extra_conf => "raftpg.sequence_reserve = 10000\n");
 my $leader = RaftpgTest::form_cluster(@nodes);
 RaftpgTest::wait_leader(@nodes);
 
