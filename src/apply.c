@@ -1060,6 +1060,43 @@ apply_txn(uint64 index)
 	MemoryContextDelete(cxt);
 }
 
+/*
+ * Wait until this node has applied the log up to index (true), or deadline
+ * passed (false, with what was applied in *applied if not NULL).  Anyone
+ * waiting for apply waits here: the apply worker broadcasts on the
+ * condition variable after each batch.
+ */
+bool
+RaftpgWaitApplied(uint64 index, TimestampTz deadline, uint64 *applied_out)
+{
+	bool		reached = false;
+
+	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
+	for (;;)
+	{
+		uint64		applied;
+
+		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+		applied = RaftpgShmem->applied_index;
+		LWLockRelease(&RaftpgShmem->lock);
+		if (applied_out)
+			*applied_out = applied;
+		if (applied >= index)
+		{
+			reached = true;
+			break;
+		}
+		if (RaftpgRemainingMs(deadline) == 0)
+			break;
+		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
+										   Min(RaftpgRemainingMs(deadline), 1000),
+										   PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+	return reached;
+}
+
 PG_FUNCTION_INFO_V1(raftpg_wait_for_index);
 
 /*
@@ -1093,26 +1130,6 @@ raftpg_wait_for_index(PG_FUNCTION_ARGS)
 	}
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 
-	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
-	for (;;)
-	{
-		uint64		applied;
-
-		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
-		applied = RaftpgShmem->applied_index;
-		LWLockRelease(&RaftpgShmem->lock);
-		if (index <= 0 || applied >= (uint64) index)
-		{
-			reached = true;
-			break;
-		}
-		if (RaftpgRemainingMs(deadline) == 0)
-			break;
-		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-										   Min(RaftpgRemainingMs(deadline), 1000),
-										   PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
-	}
-	ConditionVariableCancelSleep();
+	reached = index <= 0 || RaftpgWaitApplied((uint64) index, deadline, NULL);
 	PG_RETURN_BOOL(reached);
 }

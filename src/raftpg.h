@@ -295,5 +295,7 @@ extern void RaftpgRequireRaftpgDatabase(void);
 /* apply.c */
 extern PGDLLEXPORT void RaftpgApplyMain(Datum main_arg) pg_attribute_noreturn();
 extern bool RaftpgIsApplyWorker(void);
+extern bool RaftpgWaitApplied(uint64 index, TimestampTz deadline,
+							  uint64 *applied);
 
 #endif							/* RAFTPG_H */

@@ -371,32 +371,15 @@ rd_read_index(void)
 static void
 rd_wait_applied(uint64 index, TimestampTz deadline)
 {
-	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
-	for (;;)
-	{
-		uint64		applied;
+	uint64		applied;
 
-		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
-		applied = RaftpgShmem->applied_index;
-		LWLockRelease(&RaftpgShmem->lock);
-		if (applied >= index)
-			break;
-		if (RaftpgRemainingMs(deadline) == 0)
-		{
-			ConditionVariableCancelSleep();
-			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("timed out waiting for this node to apply the log up to the read point"),
-					 errdetail("The read point is log entry " UINT64_FORMAT "; this node has applied up to " UINT64_FORMAT ".",
-							   index, applied),
-					 errhint("Compare applied_index with commit_index in raftpg.status(), and look for apply errors in the server log.")));
-		}
-		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-										   Min(RaftpgRemainingMs(deadline), 1000),
-										   PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
-	}
-	ConditionVariableCancelSleep();
+	if (!RaftpgWaitApplied(index, deadline, &applied))
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("timed out waiting for this node to apply the log up to the read point"),
+				 errdetail("The read point is log entry " UINT64_FORMAT "; this node has applied up to " UINT64_FORMAT ".",
+						   index, applied),
+				 errhint("Compare applied_index with commit_index in raftpg.status(), and look for apply errors in the server log.")));
 }
 
 /*
