@@ -626,11 +626,18 @@ unclosed_orphan(void)
 		return 0;
 	}
 	copy = palloc(sizeof(RaftpgCommitSlot) * RaftpgShmem->active_slots);
+	/*
+	 * A transaction is still running while its backend's PGPROC shows its
+	 * xid (ProcArrayEndTransaction clears it): one read per slot, without
+	 * scanning the process array.  Only a slot whose backend has let go of
+	 * its xid needs the commit log.
+	 */
 	for (i = 0; i < MaxBackends && n < RaftpgShmem->active_slots; i++)
 		if (RaftpgCommitSlots[i].state == RAFTPG_SLOT_PROPOSED &&
 			RaftpgCommitSlots[i].index != 0 &&
 			TransactionIdIsNormal(RaftpgCommitSlots[i].xid) &&
-			i != MyProc->pgprocno)
+			i != MyProc->pgprocno &&
+			ProcGlobal->allProcs[i].xid != RaftpgCommitSlots[i].xid)
 			copy[n++] = RaftpgCommitSlots[i];
 	LWLockRelease(&RaftpgShmem->lock);
 
