@@ -125,6 +125,8 @@ BEGIN;
 INSERT INTO plain VALUES (10, 'ten');
 PREPARE TRANSACTION 'p';
 \echo :SQLSTATE
+COPY plain FROM '/dev/null' (FREEZE);
+\echo :SQLSTATE
 SET session_replication_role = replica;
 INSERT INTO plain VALUES (10, 'ten');
 \echo :SQLSTATE

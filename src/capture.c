@@ -64,6 +64,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "parser/parsetree.h"
@@ -1660,6 +1661,46 @@ capture_executor_start(QueryDesc *queryDesc, int eflags)
 }
 
 /*
+ * COPY ... FREEZE writes rows already frozen, whose command ids capture
+ * cannot read: refused on replicated tables.
+ */
+static void
+check_copy_freeze(CopyStmt *stmt)
+{
+	ListCell   *lc;
+	bool		freeze = false;
+	Oid			relid;
+	Relation	rel;
+	bool		replicated;
+
+	if (!stmt->is_from || stmt->relation == NULL)
+		return;
+	foreach(lc, stmt->options)
+	{
+		DefElem    *opt = lfirst_node(DefElem, lc);
+
+		if (strcmp(opt->defname, "freeze") == 0)
+			freeze = opt->arg == NULL || defGetBoolean(opt);
+	}
+	if (!freeze)
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (!OidIsValid(relid))
+		return;
+	rel = RelationIdGetRelation(relid);
+	if (rel == NULL)
+		return;
+	replicated = is_captured(rel);
+	RelationClose(rel);
+	if (replicated)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot COPY FREEZE into replicated table \"%s\"",
+						stmt->relation->relname),
+				 errhint("Use COPY without FREEZE.")));
+}
+
+/*
  * ProcessUtility_hook: any utility statement but transaction control,
  * settings and cursors may write locally (DDL, COPY, ...).
  */
@@ -1669,6 +1710,9 @@ capture_process_utility(PlannedStmt *pstmt, const char *queryString,
 						ParamListInfo params, QueryEnvironment *queryEnv,
 						DestReceiver *dest, QueryCompletion *qc)
 {
+	if (IsA(pstmt->utilityStmt, CopyStmt))
+		check_copy_freeze((CopyStmt *) pstmt->utilityStmt);
+
 	switch (nodeTag(pstmt->utilityStmt))
 	{
 		case T_TransactionStmt:
