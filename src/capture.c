@@ -35,19 +35,33 @@
  * entries whose row it finds and applies the others, so an entry is
  * applied exactly once whichever way the local transaction ends.
  *
+ * The hand-off goes through the backend's commit slot (raftpg.h): the
+ * node worker proposes only if it can claim the slot, so a backend that
+ * stops waiting for the worker ends with a definite error, never with a
+ * proposal nobody waits for.  The backend waits on its own latch, which
+ * the node worker sets when the entry commits or the term moves.  A
+ * transaction that wrote nothing but replicated tables (see the executor
+ * and utility hooks below) then commits locally without waiting for its
+ * WAL flush: the log is durable, and a lost local commit loses its
+ * origin_commits row too, so apply redoes it.
+ *
  * Where the outcome cannot be known (the term changed, cancel,
- * statement_timeout, raftpg.commit_timeout, termination), the transaction
- * fails with SQLSTATE 08007; if the entry commits after all, the apply
- * worker applies it.  Nothing reports failure for a write that happened, or
- * success for one that did not.
+ * raftpg.commit_timeout, termination, an error after the proposal), the
+ * transaction fails with SQLSTATE 08007; if the entry commits after all,
+ * the apply worker applies it.  (statement_timeout does not cover a commit,
+ * in PostgreSQL as here.)  An error after the cluster committed is
+ * rewritten to 08007 by emit_log_hook.  Nothing reports failure for a
+ * write that happened, or success for one that did not.
  *
  * The write gate.  Once a transaction with a proposed entry aborts, its row
  * locks are gone and other transactions could build on rows the entry
  * changed before anyone knows whether it commits.  So every abort after a
  * proposal raises RaftpgShmem->gate_index to the entry, and local writes
- * wait until the apply worker has applied up to there.  A new leader's gate
- * starts at its first own entry (node.c): its tables must reflect the whole
- * log before local transactions build on them.
+ * wait until the apply worker has applied up to there; the commit slots
+ * close the window between the abort's end in the process array and its
+ * callback.  A new leader's gate starts at its first own entry (node.c),
+ * and opens once its sequences are reserved (sequences.c): its tables must
+ * reflect the whole log before local transactions build on them.
  *
  * src/capture.c
  *
