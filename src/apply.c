@@ -34,8 +34,13 @@
  * committed its entry).
  *
  * An error stops apply at the failing entry, never past it: the worker
- * logs it with the entry's index, shows it in raftpg.apply_status, exits,
- * and the postmaster starts it again a second later.
+ * logs it with the entry's index, exits, and the postmaster starts it
+ * again a second later.  Apply waits at most a second for a lock held by a
+ * local session; on a node that no longer leads it then ends the sessions
+ * that wrote replicated tables while it led (end_doomed_writers()).
+ *
+ * On the leader, the apply worker also keeps the sequences' reservations
+ * ahead of use (sequences.c), after each batch and when idle.
  *
  * src/apply.c
  *
