@@ -283,22 +283,11 @@ RaftpgApplyMain(Datum main_arg)
 static void
 apply_attach_shmem(void)
 {
-	pid_t		other;
-
 	if (RaftpgShmem == NULL)
 		elog(FATAL, "raftpg shared memory is not initialized");
 	before_shmem_exit(apply_detach_shmem, (Datum) 0);
-	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-	other = RaftpgShmem->apply_pid;
-	if (other == 0)
-	{
-		RaftpgShmem->apply_pid = MyProcPid;
-		RaftpgShmem->apply_latch = MyLatch;
-	}
-	LWLockRelease(&RaftpgShmem->lock);
-	if (other != 0)
-		elog(FATAL, "raftpg apply worker already running with pid %d",
-			 (int) other);
+	RaftpgClaimWorkerSlot(&RaftpgShmem->apply_pid, &RaftpgShmem->apply_latch,
+						  "apply worker");
 }
 
 static void

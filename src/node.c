@@ -197,33 +197,15 @@ RaftpgNodeMain(Datum main_arg)
 	}
 }
 
-/*
- * Publish this process as the node worker.  The postmaster runs at most one
- * instance of a registered worker, so the slot is free unless shared memory
- * is corrupt.
- */
+/* Publish this process as the node worker. */
 static void
 node_attach_shmem(void)
 {
-	pid_t		other;
-
 	if (RaftpgShmem == NULL)
 		elog(FATAL, "raftpg shared memory is not initialized");
-
 	before_shmem_exit(node_detach_shmem, (Datum) 0);
-
-	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-	other = RaftpgShmem->worker_pid;
-	if (other == 0)
-	{
-		RaftpgShmem->worker_pid = MyProcPid;
-		RaftpgShmem->worker_latch = MyLatch;
-	}
-	LWLockRelease(&RaftpgShmem->lock);
-
-	if (other != 0)
-		elog(FATAL, "raftpg node worker already running with pid %d",
-			 (int) other);
+	RaftpgClaimWorkerSlot(&RaftpgShmem->worker_pid, &RaftpgShmem->worker_latch,
+						  "node worker");
 }
 
 /*

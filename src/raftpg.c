@@ -321,6 +321,31 @@ rp_register_node_worker(void)
 }
 
 /*
+ * Publish this process in the pid and latch fields of a worker (the node
+ * worker's or the apply worker's) in RaftpgShared.  The postmaster runs at
+ * most one instance of a registered worker, so the fields are free unless
+ * shared memory is corrupt.
+ */
+void
+RaftpgClaimWorkerSlot(pid_t *pid, Latch **latch, const char *what)
+{
+	pid_t		other;
+
+	if (RaftpgShmem == NULL)
+		elog(FATAL, "raftpg shared memory is not initialized");
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	other = *pid;
+	if (other == 0)
+	{
+		*pid = MyProcPid;
+		*latch = MyLatch;
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	if (other != 0)
+		elog(FATAL, "raftpg %s already running with pid %d", what, (int) other);
+}
+
+/*
  * Error out unless raftpg was loaded via shared_preload_libraries in this
  * server.  Every SQL-callable function calls this first.
  */

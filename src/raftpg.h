@@ -274,6 +274,7 @@ extern bool RaftpgConsumeFault(RaftpgFaultPoint point);
 extern const char *RaftpgFaultName(RaftpgFaultPoint point);
 extern RaftpgFaultPoint RaftpgFaultByName(const char *name);
 extern void RaftpgUseCoreAllocator(void);
+extern void RaftpgClaimWorkerSlot(pid_t *pid, Latch **latch, const char *what);
 
 /* node.c */
 extern PGDLLEXPORT void RaftpgNodeMain(Datum main_arg) pg_attribute_noreturn();
