@@ -106,6 +106,7 @@
 #include "capture.h"
 #include "changes.h"
 #include "ddl.h"
+#include "sequences.h"
 #include "tabledef.h"
 
 #define RAFTPG_TRIGGER_PREFIX	"raftpg_"
@@ -1120,6 +1121,17 @@ ddl_process_utility(PlannedStmt *pstmt, const char *queryString,
 	ddl_check_after(&t, &fills);
 	if (t.drops_tables)
 		ddl_forget_dropped();
+
+	/*
+	 * A serial or identity column added by the statement brings a sequence
+	 * without a fence: reserve its first block in this transaction, after
+	 * the statement, so that no failover can hand its values out again.
+	 */
+	if (t.alter != NULL)
+	{
+		foreach(lc, t.replicated)
+			SequencesFenceNew(lfirst_oid(lc));
+	}
 }
 
 /*

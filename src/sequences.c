@@ -22,7 +22,9 @@
  * the last committed reservation, which may be all used up.
  *
  * replicate_table() reserves the first block of each of the table's
- * sequences in the same log entry as the table.  Only ascending sequences
+ * sequences in the same log entry as the table, and DDL that adds a serial
+ * or identity column to a replicated table that of the new sequence, in
+ * the transaction of the DDL (SequencesFenceNew()).  Only ascending sequences
  * are supported.  Gaps of up to one reservation appear after a failover,
  * as they do after a crash with sequence caching.
  *
@@ -91,7 +93,7 @@ owned_sequences(Oid relid)
 	where = OidIsValid(relid) ? psprintf("d.refobjid = %u", relid) :
 		pstrdup("d.refobjid IN (SELECT relid FROM raftpg.replicated)");
 	SPI_connect();
-	if (SPI_execute(psprintf(seq_query, where), true, 0) != SPI_OK_SELECT)
+	if (SPI_execute(psprintf(seq_query, where), false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "raftpg: could not read the sequences of replicated tables");
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -195,6 +197,43 @@ SequencesReplicateTable(Oid relid)
 	}
 	initStringInfo(&rec);
 	put_reservations(&rec, seqs, upto);
+	CaptureAppendRecord(RAFTPG_REC_RESERVE, rec.data, rec.len);
+}
+
+/*
+ * DDL on replicated table relid (ddl.c): reserve the first block of its
+ * sequences that have no fence yet (MAXVALUE still their type's), in the
+ * current transaction, and set their fences here.
+ */
+void
+SequencesFenceNew(Oid relid)
+{
+	List	   *seqs = owned_sequences(relid);
+	List	   *fresh = NIL;
+	List	   *upto = NIL;
+	ListCell   *lc;
+	StringInfoData rec;
+
+	foreach(lc, seqs)
+	{
+		SeqInfo    *s = lfirst(lc);
+		int64	   *r;
+
+		if (s->increment <= 0 || s->max < s->type_max)
+			continue;
+		r = palloc(sizeof(int64));
+		*r = next_reservation(s, s->last);
+		if (*r == s->max)
+			continue;
+		set_fence(s->nspname, s->relname, *r, false);
+		fresh = lappend(fresh, s);
+		upto = lappend(upto, r);
+	}
+	if (fresh == NIL)
+		return;
+	CommandCounterIncrement();
+	initStringInfo(&rec);
+	put_reservations(&rec, fresh, upto);
 	CaptureAppendRecord(RAFTPG_REC_RESERVE, rec.data, rec.len);
 }
 

@@ -15,6 +15,7 @@
 extern int	raftpg_sequence_reserve;
 
 extern void SequencesReplicateTable(Oid relid);
+extern void SequencesFenceNew(Oid relid);
 extern void SequencesUnreplicate(Oid relid);
 extern void SequencesApply(RaftpgReader *r, bool origin_here);
 extern void SequencesTick(uint64 applied);

@@ -91,6 +91,25 @@ for my $n (@nodes)
 		$n->name . ": the new fence ($refilled) is the same everywhere");
 }
 
+# ---- a serial column added by DDL is fenced in the same transaction
+$leader->safe_psql('postgres', q{CREATE TABLE public.d (id int PRIMARY KEY)});
+$leader->safe_psql('postgres', q{SELECT raftpg.replicate_table('public.d')});
+my $dfence = q{SELECT seqmax FROM pg_sequence WHERE seqrelid = 'public.d_n_seq'::regclass};
+is( $leader->safe_psql('postgres', qq{
+		BEGIN;
+		ALTER TABLE public.d ADD COLUMN n serial;
+		$dfence;
+		COMMIT;
+	}),
+	'10000', 'a serial column added by ALTER TABLE is fenced by the same transaction');
+$leader->safe_psql('postgres', q{INSERT INTO public.d (id) SELECT g FROM generate_series(1, 10) g});
+RaftpgTest::check_same($leader, 'public.d', 'id', 'a serial column added by DDL', @nodes);
+for my $n (@nodes)
+{
+	is($n->safe_psql('postgres', $dfence), '10000',
+		$n->name . ': its fence is the same everywhere');
+}
+
 # ---- more refills: the fence only ever moves up, and apply follows
 for my $round (1 .. 2)
 {
