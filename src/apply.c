@@ -165,7 +165,6 @@ static ApplyRel *ar_used = NULL;	/* the relation the last record used */
 static uint64 batch_txns = 0;	/* transactions applied in this batch */
 static bool trigger_query_open = false;
 
-static void apply_attach_shmem(void);
 static void apply_detach_shmem(int code, Datum arg);
 static bool apply_resolve(void);
 static void apply_load_state(void);
@@ -187,7 +186,7 @@ RaftpgApplyMain(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(raftpg_database, NULL, 0);
 	am_apply_worker = true;
-	apply_attach_shmem();
+	RaftpgAttachWorker(true, apply_detach_shmem);
 
 	/* capture stays silent, foreign keys are not checked again */
 	SetConfigOption("session_replication_role", "replica",
@@ -278,16 +277,6 @@ RaftpgApplyMain(Datum main_arg)
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 	}
-}
-
-static void
-apply_attach_shmem(void)
-{
-	if (RaftpgShmem == NULL)
-		elog(FATAL, "raftpg shared memory is not initialized");
-	before_shmem_exit(apply_detach_shmem, (Datum) 0);
-	RaftpgClaimWorkerSlot(&RaftpgShmem->apply_pid, &RaftpgShmem->apply_latch,
-						  "apply worker");
 }
 
 static void

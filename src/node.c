@@ -112,7 +112,6 @@ static uint64 last_term = 0;
 static uint64 last_leader = 0;
 static uint64 last_config_index = 0;
 
-static void node_attach_shmem(void);
 static void node_detach_shmem(int code, Datum arg);
 static void node_try_load(void);
 static void node_wait(void);
@@ -135,7 +134,7 @@ RaftpgNodeMain(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(raftpg_database, NULL, 0);
 
-	node_attach_shmem();
+	RaftpgAttachWorker(false, node_detach_shmem);
 
 	/*
 	 * The log must be on disk before anything depends on it, whatever the
@@ -195,17 +194,6 @@ RaftpgNodeMain(Datum main_arg)
 		TransportFlush((uint64) state.cluster_id);
 		node_publish();
 	}
-}
-
-/* Publish this process as the node worker. */
-static void
-node_attach_shmem(void)
-{
-	if (RaftpgShmem == NULL)
-		elog(FATAL, "raftpg shared memory is not initialized");
-	before_shmem_exit(node_detach_shmem, (Datum) 0);
-	RaftpgClaimWorkerSlot(&RaftpgShmem->worker_pid, &RaftpgShmem->worker_latch,
-						  "node worker");
 }
 
 /*

@@ -321,18 +321,23 @@ rp_register_node_worker(void)
 }
 
 /*
- * Publish this process in the pid and latch fields of a worker (the node
- * worker's or the apply worker's) in RaftpgShared.  The postmaster runs at
- * most one instance of a registered worker, so the fields are free unless
- * shared memory is corrupt.
+ * Publish this process as the node worker (apply false) or the apply
+ * worker in RaftpgShared, with detach to run before it leaves shared
+ * memory.  The postmaster runs at most one instance of a registered
+ * worker, so the fields are free unless shared memory is corrupt.
  */
 void
-RaftpgClaimWorkerSlot(pid_t *pid, Latch **latch, const char *what)
+RaftpgAttachWorker(bool apply, pg_on_exit_callback detach)
 {
+	pid_t	   *pid;
+	Latch	  **latch;
 	pid_t		other;
 
 	if (RaftpgShmem == NULL)
 		elog(FATAL, "raftpg shared memory is not initialized");
+	before_shmem_exit(detach, (Datum) 0);
+	pid = apply ? &RaftpgShmem->apply_pid : &RaftpgShmem->worker_pid;
+	latch = apply ? &RaftpgShmem->apply_latch : &RaftpgShmem->worker_latch;
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	other = *pid;
 	if (other == 0)
@@ -342,7 +347,8 @@ RaftpgClaimWorkerSlot(pid_t *pid, Latch **latch, const char *what)
 	}
 	LWLockRelease(&RaftpgShmem->lock);
 	if (other != 0)
-		elog(FATAL, "raftpg %s already running with pid %d", what, (int) other);
+		elog(FATAL, "raftpg %s worker already running with pid %d",
+			 apply ? "apply" : "node", (int) other);
 }
 
 /*

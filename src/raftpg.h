@@ -33,6 +33,7 @@
 #include "access/transam.h"
 #include "storage/condition_variable.h"
 #include "storage/dsm.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
@@ -274,7 +275,7 @@ extern bool RaftpgConsumeFault(RaftpgFaultPoint point);
 extern const char *RaftpgFaultName(RaftpgFaultPoint point);
 extern RaftpgFaultPoint RaftpgFaultByName(const char *name);
 extern void RaftpgUseCoreAllocator(void);
-extern void RaftpgClaimWorkerSlot(pid_t *pid, Latch **latch, const char *what);
+extern void RaftpgAttachWorker(bool apply, pg_on_exit_callback detach);
 
 /* node.c */
 extern PGDLLEXPORT void RaftpgNodeMain(Datum main_arg) pg_attribute_noreturn();
