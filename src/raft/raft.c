@@ -354,6 +354,8 @@ raft_has_ready(const raft *r)
 		return true;
 	if (r->outbox.n > 0 || r->n_read_out > 0)
 		return true;
+	if (r->bcast_pending && r->role == RAFT_LEADER)
+		return true;
 	if (apply_limit(r) > r->applied)
 		return true;
 	if (r->snap_requested && !r->snap_handed)
@@ -385,6 +387,33 @@ materialize(raft *r, const raft_outmsg *om, raft_message *out)
 	return RAFT_OK;
 }
 
+/*
+ * Does a later message of the outbox make its message i redundant?  A
+ * successful APPEND_RESP tells the leader "my log matches yours up to
+ * index"; a later one of the same term to the same leader that says so of
+ * an index at least as high tells it everything the earlier one would
+ * (the leader frees its in-flight window up to the index it is told).  A
+ * follower that took several APPENDs in one persistence answers once.
+ */
+static bool
+ack_superseded(const raft_outbox *b, size_t i)
+{
+	const raft_message *m = &b->msgs[i].m;
+	size_t		j;
+
+	if (m->type != RAFT_MSG_APPEND_RESP || m->reject)
+		return false;
+	for (j = i + 1; j < b->n; j++)
+	{
+		const raft_message *l = &b->msgs[j].m;
+
+		if (l->type == RAFT_MSG_APPEND_RESP && !l->reject &&
+			l->to == m->to && l->term == m->term && l->index >= m->index)
+			return true;
+	}
+	return false;
+}
+
 int
 raft_get_ready(raft *r, raft_ready *rd)
 {
@@ -396,7 +425,8 @@ raft_get_ready(raft *r, raft_ready *rd)
 	RAFT_ASSERT(!r->in_ready);
 	memset(rd, 0, sizeof(*rd));
 
-	/* messages */
+	/* messages: the pending broadcast first, then what is queued */
+	replication_flush_broadcast(r);
 	if (r->outbox.n > 0)
 	{
 		r->rd_msgs = raft_calloc(r->outbox.n, sizeof(raft_message));
@@ -404,8 +434,10 @@ raft_get_ready(raft *r, raft_ready *rd)
 			return RAFT_ENOMEM;
 		for (i = 0; i < r->outbox.n; i++)
 		{
-			rc = materialize(r, &r->outbox.msgs[i], &r->rd_msgs[i]);
-			r->rd_n_msgs = i + 1;
+			if (ack_superseded(&r->outbox, i))
+				continue;
+			rc = materialize(r, &r->outbox.msgs[i], &r->rd_msgs[r->rd_n_msgs]);
+			r->rd_n_msgs++;
 			if (rc != RAFT_OK)
 			{
 				free_ready_arrays(r);

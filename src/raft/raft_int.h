@@ -161,6 +161,7 @@ struct raft
 	/* output */
 	raft_outbox outbox;			/* may be sent now */
 	raft_outbox held;			/* wait for the in-flight persistence */
+	bool		bcast_pending;	/* a broadcast of APPENDs is due */
 	bool		in_ready;		/* between raft_get_ready and advance */
 	raft_message *rd_msgs;		/* the ready's materialized messages */
 	size_t		rd_n_msgs;
@@ -189,6 +190,7 @@ extern void election_handle_timeout_now(raft *r, const raft_message *m);
 /* replication.c */
 extern bool replication_send_append(raft *r, raft_progress *pr, bool send_empty);
 extern void replication_broadcast_append(raft *r);
+extern void replication_flush_broadcast(raft *r);
 extern void replication_broadcast_heartbeat(raft *r, uint64_t ctx);
 extern int	replication_handle_append(raft *r, const raft_message *m);
 extern void replication_handle_append_resp(raft *r, const raft_message *m);

@@ -107,15 +107,46 @@ replication_send_append(raft *r, raft_progress *pr, bool send_empty)
 	return true;
 }
 
+/*
+ * Ask for an APPEND to every follower: new entries, or at least the commit
+ * index.  The broadcast is carried out when the host next takes a ready
+ * batch (replication_flush_broadcast), so that all one pass of the host
+ * did -- several proposals, acknowledgements from several followers that
+ * each moved the commit index -- leaves as one APPEND per follower, and
+ * each follower answers once.  Every message waits for the next ready
+ * anyway; deferring the broadcast to then delays nothing.
+ */
 void
 replication_broadcast_append(raft *r)
 {
+	if (r->role == RAFT_LEADER)
+		r->bcast_pending = true;
+}
+
+/*
+ * Carry out a pending broadcast.  A follower being probed gets its probe
+ * even if there is nothing new; one being replicated to gets new entries,
+ * or an empty APPEND only if that lets it commit more than it was told.
+ */
+void
+replication_flush_broadcast(raft *r)
+{
 	size_t		i;
 
+	if (!r->bcast_pending)
+		return;
+	r->bcast_pending = false;
 	if (r->role != RAFT_LEADER)
 		return;
 	for (i = 0; i < r->n_prs; i++)
-		(void) replication_send_append(r, &r->prs[i], true);
+	{
+		raft_progress *pr = &r->prs[i];
+		bool		send_empty;
+
+		send_empty = pr->state != RAFT_PROGRESS_REPLICATE ||
+			pr->commit_sent < RAFT_MIN(r->commit, pr->next - 1);
+		(void) replication_send_append(r, pr, send_empty);
+	}
 }
 
 void
