@@ -1228,13 +1228,13 @@ unknown_outcome(const char *why, const char *hint)
 			 errhint("%s", hint)));
 }
 
-/* wait until the majority has our entries, or raise 08007 */
+/*
+ * Wait until the majority has our entries, or raise 08007 once deadline
+ * (raftpg.commit_timeout after the hand-off began) has passed.
+ */
 static void
-wait_for_majority(void)
+wait_for_majority(TimestampTz deadline)
 {
-	TimestampTz deadline =
-		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), raftpg_commit_timeout);
-
 	/*
 	 * The node worker sets our latch when our entry is committed or the
 	 * term moves (node.c, node_publish()).
@@ -1343,6 +1343,7 @@ capture_pre_commit(void)
 	RaftpgReply r;
 	uint32		nchunks;
 	uint64		term = cap->term;
+	TimestampTz deadline;
 
 	if (cap->nrecords == 0)
 		return;					/* everything was rolled back to savepoints */
@@ -1387,6 +1388,16 @@ capture_pre_commit(void)
 	 */
 	req.xid = GetTopTransactionId();
 	CaptureSetSlot(RAFTPG_SLOT_PROPOSING, req.xid);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   raftpg_commit_timeout);
+
+	/*
+	 * The worker answers a refusal at once, but does not wake us for an
+	 * accepted proposal: we are woken when its entries commit or the term
+	 * moves (or by an interrupt), and then find its answer here -- one
+	 * wake-up per transaction.  So by the time RaftpgSubmit() returns,
+	 * wait_for_majority() usually has nothing left to wait for.
+	 */
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
@@ -1438,7 +1449,7 @@ capture_pre_commit(void)
 	}
 	PG_END_TRY();
 
-	wait_for_majority();
+	wait_for_majority(deadline);
 	committed_index = cap->proposed_index;
 
 	/*

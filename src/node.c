@@ -509,7 +509,8 @@ node_receive(void)
 }
 
 static void
-reply(const RaftpgRequest *req, int rc, uint64 index, uint64 term)
+reply_wake(const RaftpgRequest *req, int rc, uint64 index, uint64 term,
+		   bool wake)
 {
 	RaftpgReply *r;
 
@@ -523,7 +524,14 @@ reply(const RaftpgRequest *req, int rc, uint64 index, uint64 term)
 	r->seq = req->seq;
 	LWLockRelease(&RaftpgShmem->lock);
 	/* the asking backend waits on its own latch (api.c) */
-	SetLatch(&ProcGlobal->allProcs[req->procno].procLatch);
+	if (wake)
+		SetLatch(&ProcGlobal->allProcs[req->procno].procLatch);
+}
+
+static void
+reply(const RaftpgRequest *req, int rc, uint64 index, uint64 term)
+{
+	reply_wake(req, rc, index, term, true);
 }
 
 /*
@@ -842,7 +850,16 @@ node_requests(void)
 				break;
 		}
 		raft_get_status(core, &st);
-		reply(&req, rc, index, st.term);
+
+		/*
+		 * The backend of a transaction whose entries were proposed is not
+		 * woken for this answer: it goes on waiting for their commit, and
+		 * node_publish() wakes it when they commit or the term moves (its
+		 * commit slot holds the index now).  One wake-up per transaction
+		 * instead of two.
+		 */
+		reply_wake(&req, rc, index, st.term,
+				   !(req.kind == RAFTPG_REQ_PROPOSE_TXN && rc == RAFT_OK));
 		any = true;
 	}
 	if (read_round_start())
