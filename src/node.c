@@ -244,6 +244,15 @@ node_options(raft_options *o, uint64 id)
 	o->max_msg_entries = 4096;
 	o->max_msg_bytes = 1024 * 1024;
 	o->max_inflight = 8;
+
+	/*
+	 * A new commit index rides on the next APPEND or heartbeat: under
+	 * writes the next APPEND follows at once, and an empty APPEND of its
+	 * own would cost every follower a delivery, a wake-up and an answer per
+	 * commit.  Followers apply the last commit before a pause at most one
+	 * heartbeat interval later.
+	 */
+	o->lazy_commit = true;
 	o->seed = id ^ ((uint64) MyProcPid << 20) ^ (uint64) GetCurrentTimestamp();
 }
 

@@ -276,6 +276,9 @@ typedef struct raft_options
 	size_t		max_msg_bytes;	/* payload bytes per APPEND (at least one
 								 * entry is always sent) */
 	uint32_t	max_inflight;	/* APPEND messages in flight per peer */
+	bool		lazy_commit;	/* a follower learns a new commit index
+								 * from the next APPEND or heartbeat, not
+								 * from an empty APPEND of its own */
 	uint64_t	seed;			/* randomness for election timeouts */
 } raft_options;
 

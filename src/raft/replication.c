@@ -126,7 +126,12 @@ replication_broadcast_append(raft *r)
 /*
  * Carry out a pending broadcast.  A follower being probed gets its probe
  * even if there is nothing new; one being replicated to gets new entries,
- * or an empty APPEND only if that lets it commit more than it was told.
+ * or an empty APPEND only if that lets it commit more than it was told --
+ * unless lazy_commit is set: then the commit index waits for the next
+ * APPEND with entries or the next heartbeat, which both carry it.  Under
+ * steady writes the next APPEND follows at once; on a cluster going idle a
+ * follower learns of the last commit up to one heartbeat interval later,
+ * and is spared an APPEND, its answer, and their wake-ups per commit.
  */
 void
 replication_flush_broadcast(raft *r)
@@ -144,7 +149,8 @@ replication_flush_broadcast(raft *r)
 		bool		send_empty;
 
 		send_empty = pr->state != RAFT_PROGRESS_REPLICATE ||
-			pr->commit_sent < RAFT_MIN(r->commit, pr->next - 1);
+			(!r->opts.lazy_commit &&
+			 pr->commit_sent < RAFT_MIN(r->commit, pr->next - 1));
 		(void) replication_send_append(r, pr, send_empty);
 	}
 }

@@ -239,6 +239,7 @@ typedef struct sim_profile
 	uint32_t	heartbeat_ticks;
 	bool		pre_vote;
 	bool		check_quorum;
+	bool		lazy_commit;
 	uint32_t	max_msg_entries;
 	size_t		max_msg_bytes;
 	uint32_t	max_inflight;

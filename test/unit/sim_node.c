@@ -198,6 +198,7 @@ node_start(sim *s, sim_node *n)
 	o.heartbeat_ticks = s->p.heartbeat_ticks;
 	o.pre_vote = s->p.pre_vote;
 	o.check_quorum = s->p.check_quorum;
+	o.lazy_commit = s->p.lazy_commit;
 	o.max_msg_entries = s->p.max_msg_entries;
 	o.max_msg_bytes = s->p.max_msg_bytes;
 	o.max_inflight = s->p.max_inflight;

@@ -19,6 +19,7 @@
  * Commands (nodes are numbered 1..n):
  *	  cluster voters=N [learners=M] [prevote=0|1] [checkquorum=0|1]
  *			  [election=T] [heartbeat=T] [inflight=K] [maxentries=K]
+ *			  [lazycommit=0|1]
  *	  campaign N | tick N [count]
  *	  tick-all [count]	tick every node, then stabilize, count times
  *	  propose N text | add N id | promote N id | remove N id
@@ -596,6 +597,7 @@ cmd_cluster(const args *a)
 	raft_options_init(&base_opts, 1);
 	base_opts.pre_vote = kv_num(a, "prevote", 1) != 0;
 	base_opts.check_quorum = kv_num(a, "checkquorum", 1) != 0;
+	base_opts.lazy_commit = kv_num(a, "lazycommit", 0) != 0;
 	base_opts.election_ticks = (uint32_t) kv_num(a, "election", 10);
 	base_opts.heartbeat_ticks = (uint32_t) kv_num(a, "heartbeat", 1);
 	base_opts.max_inflight = (uint32_t) kv_num(a, "inflight", 64);
