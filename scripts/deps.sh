@@ -2,7 +2,8 @@
 # scripts/deps.sh
 #
 #	Checks that everything raftpg needs to build and test is installed:
-#	the PostgreSQL 15 server and its development files, IPC::Run and prove
+#	the PostgreSQL 15 server and its development files (with the GSSAPI
+#	headers they include), IPC::Run and prove
 #	for the TAP tests, make, gcc, and clang with its libFuzzer runtime for
 #	the codec fuzzer.  As root it installs what is missing with apt-get;
 #	as another user it prints the command to run and fails.  Silent when
@@ -51,6 +52,9 @@ check()
 	if [ -z "$pgxs" ] || [ ! -f "$pgxs" ] || [ ! -f "$incdir/postgres.h" ]; then
 		missing="$missing postgresql-server-dev-$PG_MAJOR"
 	fi
+	# the server's libpq/libpq.h (the message stream, transport.c) includes
+	# the GSSAPI header when the server was built with GSSAPI, as Debian's is
+	[ -f /usr/include/gssapi/gssapi.h ] || missing="$missing libkrb5-dev"
 	have perl && perl -MIPC::Run -e1 2>/dev/null ||
 		missing="$missing libipc-run-perl"
 	have prove || missing="$missing perl"

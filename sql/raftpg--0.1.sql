@@ -127,6 +127,13 @@ AS 'MODULE_PATHNAME', 'raftpg_deliver'
 LANGUAGE C STRICT VOLATILE;
 REVOKE EXECUTE ON FUNCTION raftpg.deliver(bigint, bytea) FROM PUBLIC;
 
+-- the same as a stream: the node workers CALL it once per connection, and
+-- send every batch as one CopyData message (see README.md)
+CREATE PROCEDURE raftpg.stream(cluster_id bigint)
+AS 'MODULE_PATHNAME', 'raftpg_stream'
+LANGUAGE C;
+REVOKE EXECUTE ON PROCEDURE raftpg.stream(bigint) FROM PUBLIC;
+
 -- append an opaque entry to the log and wait until it is committed
 CREATE FUNCTION raftpg.propose(payload bytea)
 RETURNS bigint

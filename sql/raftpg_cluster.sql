@@ -74,9 +74,20 @@ CREATE ROLE regress_raftpg_user;
 SET ROLE regress_raftpg_user;
 SELECT raftpg.propose('x');
 SELECT raftpg.deliver(1, '\x');
+CALL raftpg.stream(1);
 SELECT node_name, role FROM raftpg.status();
 RESET ROLE;
 DROP ROLE regress_raftpg_user;
+
+-- the message stream: only by CALL, outside a transaction block, for this
+-- cluster (the node workers' own use of it is what the TAP tests run on)
+BEGIN;
+CALL raftpg.stream(1);
+ROLLBACK;
+-- (the message names this cluster's random id: the SQLSTATE says enough)
+\set VERBOSITY sqlstate
+CALL raftpg.stream(1);
+\set VERBOSITY default
 
 -- The invariant: a persistence that fails at any step leaves nothing
 -- behind.  The leader steps down, the entry's outcome is unknown to the

@@ -184,7 +184,7 @@ RaftpgNodeMain(Datum main_arg)
 		node_check_tables();
 		if (core == NULL)
 			continue;
-		TransportPoll();
+		TransportPoll((uint64) state.cluster_id);
 		node_receive();
 		node_requests();
 		if (n_read_waiters > 0 && read_rounds_expire())

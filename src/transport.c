@@ -7,25 +7,31 @@
  * Sending.  The node worker keeps one connection to every other member of
  * the configuration, opened with PQconnectStartParams and driven by
  * PQconnectPoll from the worker's wait loop, so that a slow or dead peer
- * never blocks it.  Once up, the connection runs in pipeline mode with a
- * prepared statement, SELECT raftpg.deliver($1, $2): every loop iteration
- * sends each peer one call carrying all its messages of that iteration
- * (length-prefixed, binary), followed by a sync, without waiting for the
- * answer.  Answers are read and discarded as they come; an error closes the
- * connection.  A lost connection is retried with exponential back-off.
+ * never blocks it.  Once up, the worker sends CALL raftpg.stream(cluster
+ * id) on it, and the peer's backend answers by switching the connection to
+ * COPY BOTH mode (as a walsender does): from then on every loop iteration
+ * sends each peer one CopyData message carrying all its messages of that
+ * iteration (length-prefixed, binary), without waiting for anything.  No
+ * statement, transaction or result per message: the receiving backend only
+ * reads, copies and wakes.  An error, or the end of the copy, closes the
+ * connection; a lost connection is retried with exponential back-off.
  * Messages for a peer that is not connected are dropped: Raft resends.
  *
  * Messages are one-way.  A reply travels on the replying node's own
  * connection to the sender, so each pair of nodes uses two connections and
  * every message is pushed, never pulled.
  *
- * Receiving.  raftpg.deliver(cluster_id, messages) runs in an ordinary
- * backend of the receiving server, under the peer's credentials, so
- * pg_hba.conf, SCRAM and TLS protect the cluster like any client; only
- * superusers and roles granted EXECUTE on it may call it.  It checks the
- * cluster id and hands the bytes to the worker through the inbox
- * (mailbox.c), waking it.  It never decodes: the worker does, and a message
- * that does not decode is logged and dropped there, never trusted.
+ * Receiving.  raftpg.stream(cluster_id) is a procedure that runs in an
+ * ordinary backend of the receiving server, under the peer's credentials,
+ * so pg_hba.conf, SCRAM and TLS protect the cluster like any client; only
+ * superusers and roles granted EXECUTE on it may call it.  It ends the
+ * transaction CALL began (so that it holds no snapshot, and no xmin back,
+ * for as long as the connection lasts), enters COPY BOTH mode and then, for
+ * each CopyData, checks the cluster id and hands the bytes to the worker
+ * through the inbox (mailbox.c), waking it.  raftpg.deliver(cluster_id,
+ * messages) does the same for one batch per call.  Neither decodes: the
+ * worker does, and a message that does not decode is logged and dropped
+ * there, never trusted.
  *
  * src/transport.c
  *
@@ -34,9 +40,17 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "libpq-fe.h"
+#include "libpq/libpq.h"
+#include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "tcop/dest.h"
+#include "tcop/tcopprot.h"
+#include "utils/timeout.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -46,8 +60,7 @@
 #include "mailbox.h"
 #include "transport.h"
 
-#define DELIVER_STMT "raftpg_deliver"
-#define DELIVER_SQL "SELECT raftpg.deliver($1, $2)"
+#define STREAM_SQL "CALL raftpg.stream(" UINT64_FORMAT ")"
 
 /* back-off between connection attempts, in milliseconds */
 #define BACKOFF_MIN_MS	100
@@ -55,6 +68,8 @@
 
 /* drop queued output above this many bytes per peer (a peer not reading) */
 #define MAX_QUEUED_BYTES (64 * 1024 * 1024)
+/* the largest CopyData a stream takes: one batch of queued output */
+#define STREAM_MAX_MESSAGE (MAX_QUEUED_BYTES + 1024 * 1024)
 
 static TransportPeer *peers = NULL;
 static int	n_peers = 0;
@@ -167,7 +182,6 @@ peer_disconnect(TransportPeer *p, const char *why)
 		p->conn = NULL;
 	}
 	p->state = PEER_DISCONNECTED;
-	p->pending_syncs = 0;
 	p->flush_pending = false;
 	if (p->out.data)
 		resetStringInfo(&p->out);
@@ -279,20 +293,53 @@ peer_connect(TransportPeer *p)
 	p->poll_status = PGRES_POLLING_WRITING;
 }
 
-/* the connection is up: pipeline mode, prepare the deliver statement */
+/* the connection is up: ask the peer to stream */
 static void
-peer_ready(TransportPeer *p)
+peer_start_stream(TransportPeer *p, uint64 cluster_id)
 {
+	char		sql[64];
+
+	snprintf(sql, sizeof(sql), STREAM_SQL, cluster_id);
 	if (PQsetnonblocking(p->conn, 1) != 0 ||
-		PQenterPipelineMode(p->conn) != 1 ||
-		PQsendPrepare(p->conn, DELIVER_STMT, DELIVER_SQL, 2, NULL) != 1 ||
-		PQpipelineSync(p->conn) != 1)
+		PQsendQuery(p->conn, sql) != 1)
 	{
 		peer_disconnect(p, PQerrorMessage(p->conn));
 		return;
 	}
-	p->pending_syncs = 1;
 	p->flush_pending = true;
+	p->state = PEER_STARTING;
+}
+
+/* the peer's answer to CALL raftpg.stream(): COPY BOTH, or an error */
+static void
+peer_stream_started(TransportPeer *p)
+{
+	PGresult   *res;
+
+	if (PQconsumeInput(p->conn) != 1)
+	{
+		peer_disconnect(p, PQerrorMessage(p->conn));
+		return;
+	}
+	if (PQisBusy(p->conn))
+		return;
+	res = PQgetResult(p->conn);
+	if (res == NULL || PQresultStatus(res) != PGRES_COPY_BOTH)
+	{
+		char	   *msg = pstrdup(res ? PQresultErrorMessage(res) :
+								  "the connection ended");
+
+		if (res)
+			PQclear(res);
+		/* a peer that cannot stream says why; say it too */
+		ereport(LOG,
+				(errmsg("raftpg: node \"%s\" refused the message stream: %s",
+						p->name, msg)));
+		peer_disconnect(p, NULL);
+		pfree(msg);
+		return;
+	}
+	PQclear(res);
 	p->state = PEER_READY;
 	p->backoff_ms = 0;
 	ereport(LOG,
@@ -330,7 +377,7 @@ peer_flush(TransportPeer *p)
 		p->flush_pending = (r == 1);
 }
 
-/* send what is queued for every peer, one deliver() call each */
+/* send what is queued for every peer, one CopyData message each */
 void
 TransportFlush(uint64 cluster_id)
 {
@@ -339,72 +386,61 @@ TransportFlush(uint64 cluster_id)
 	for (i = 0; i < n_peers; i++)
 	{
 		TransportPeer *p = &peers[i];
-		char		cid[32];
-		const char *values[2];
-		int			lengths[2];
-		int			formats[2] = {0, 1};
 
 		if (p->state != PEER_READY)
 			continue;
 		if (p->out.len > 0)
 		{
-			snprintf(cid, sizeof(cid), UINT64_FORMAT, cluster_id);
-			values[0] = cid;
-			lengths[0] = 0;
-			values[1] = p->out.data;
-			lengths[1] = p->out.len;
-			if (PQsendQueryPrepared(p->conn, DELIVER_STMT, 2, values, lengths,
-									formats, 0) != 1 ||
-				PQpipelineSync(p->conn) != 1)
+			int			r = PQputCopyData(p->conn, p->out.data, p->out.len);
+
+			if (r < 0)
 			{
 				peer_disconnect(p, PQerrorMessage(p->conn));
 				continue;
 			}
-			p->pending_syncs++;
-			p->bytes_out += p->out.len;
-			p->calls_out++;
-			resetStringInfo(&p->out);
+			if (r == 1)
+			{
+				p->bytes_out += p->out.len;
+				p->calls_out++;
+				resetStringInfo(&p->out);
+			}
+			/* r == 0: libpq's buffer is full; the batch waits for a flush */
 			p->flush_pending = true;
 		}
 		peer_flush(p);
 	}
 }
 
-/* read and discard answers; a failed deliver closes the connection */
+/*
+ * The receiving backend sends nothing while it streams: anything that
+ * arrives is the end of the stream (an error, a shutdown), and closes the
+ * connection.
+ */
 static void
 peer_consume(TransportPeer *p)
 {
+	char	   *buf = NULL;
+	int			r;
+	PGresult   *res;
+	char	   *msg;
+
 	if (PQconsumeInput(p->conn) != 1)
 	{
 		peer_disconnect(p, PQerrorMessage(p->conn));
 		return;
 	}
-	while (p->pending_syncs > 0 && !PQisBusy(p->conn))
-	{
-		PGresult   *res = PQgetResult(p->conn);
-
-		if (res == NULL)
-			continue;
-		switch (PQresultStatus(res))
-		{
-			case PGRES_PIPELINE_SYNC:
-				p->pending_syncs--;
-				break;
-			case PGRES_TUPLES_OK:
-			case PGRES_COMMAND_OK:
-				break;
-			default:
-				{
-					char	   *msg = pstrdup(PQresultErrorMessage(res));
-
-					PQclear(res);
-					peer_disconnect(p, msg);
-					pfree(msg);
-					return;
-				}
-		}
+	r = PQgetCopyData(p->conn, &buf, 1);
+	if (buf)
+		PQfreemem(buf);
+	if (r >= 0)
+		return;					/* nothing, or data we do not expect */
+	res = PQgetResult(p->conn);
+	msg = pstrdup(res && PQresultStatus(res) == PGRES_FATAL_ERROR ?
+				  PQresultErrorMessage(res) : "the peer ended the message stream");
+	if (res)
 		PQclear(res);
-	}
+	peer_disconnect(p, msg);
+	pfree(msg);
 }
 
 /*
@@ -441,9 +477,9 @@ TransportAddEvents(WaitEventSet *set)
 	return next;
 }
 
-/* advance every connection: connect, poll, read answers, flush */
+/* advance every connection: connect, start streams, read, flush */
 void
-TransportPoll(void)
+TransportPoll(uint64 cluster_id)
 {
 	int			i;
 	TimestampTz now = GetCurrentTimestamp();
@@ -463,7 +499,16 @@ TransportPoll(void)
 				if (p->poll_status == PGRES_POLLING_FAILED)
 					peer_disconnect(p, PQerrorMessage(p->conn));
 				else if (p->poll_status == PGRES_POLLING_OK)
-					peer_ready(p);
+				{
+					peer_start_stream(p, cluster_id);
+					if (p->state == PEER_STARTING)
+						peer_flush(p);
+				}
+				break;
+			case PEER_STARTING:
+				peer_flush(p);
+				if (p->state == PEER_STARTING)
+					peer_stream_started(p);
 				break;
 			case PEER_READY:
 				peer_consume(p);
@@ -488,20 +533,20 @@ TransportShutdown(void)
 }
 
 /* ----------
- * Receiving: raftpg.deliver(cluster_id bigint, messages bytea)
+ * Receiving
  * ----------
  */
-PG_FUNCTION_INFO_V1(raftpg_deliver);
 
-Datum
-raftpg_deliver(PG_FUNCTION_ARGS)
+/*
+ * Refuse messages of another cluster than this node's; returns the node
+ * worker's latch (NULL when it is not running).
+ */
+static Latch *
+check_cluster(int64 cluster_id)
 {
-	int64		cluster_id = PG_GETARG_INT64(0);
-	bytea	   *msgs = PG_GETARG_BYTEA_PP(1);
 	int64		own;
 	Latch	   *latch;
 
-	RaftpgCheckPreloaded();
 	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 	own = RaftpgShmem->cluster_id;
 	latch = RaftpgShmem->worker_latch;
@@ -513,10 +558,123 @@ raftpg_deliver(PG_FUNCTION_ARGS)
 				 errmsg("raftpg message for cluster " INT64_FORMAT " reached a node of cluster " INT64_FORMAT,
 						cluster_id, own),
 				 errhint("Check the conninfo of the nodes of both clusters.")));
+	return latch;
+}
 
-	if (!MailboxPut(RaftpgInbox, NULL, 0, VARDATA_ANY(msgs), VARSIZE_ANY_EXHDR(msgs)))
-		PG_RETURN_BOOL(false);	/* full: dropped and counted */
+/*
+ * Hand one batch of messages for cluster_id to the worker.  Returns false
+ * if the inbox had no room (the batch is dropped and counted).
+ */
+static bool
+receive_batch(int64 cluster_id, const char *data, Size len)
+{
+	Latch	   *latch = check_cluster(cluster_id);
+
+	if (!MailboxPut(RaftpgInbox, NULL, 0, data, len))
+		return false;
 	if (latch)
 		SetLatch(latch);
-	PG_RETURN_BOOL(true);
+	return true;
+}
+
+/* raftpg.deliver(cluster_id bigint, messages bytea): one batch */
+PG_FUNCTION_INFO_V1(raftpg_deliver);
+
+Datum
+raftpg_deliver(PG_FUNCTION_ARGS)
+{
+	int64		cluster_id = PG_GETARG_INT64(0);
+	bytea	   *msgs = PG_GETARG_BYTEA_PP(1);
+
+	RaftpgCheckPreloaded();
+	PG_RETURN_BOOL(receive_batch(cluster_id, VARDATA_ANY(msgs),
+								 VARSIZE_ANY_EXHDR(msgs)));
+}
+
+/*
+ * CALL raftpg.stream(cluster_id bigint): every CopyData message the client
+ * sends is one batch, until it ends the copy or the connection.
+ */
+PG_FUNCTION_INFO_V1(raftpg_stream);
+
+Datum
+raftpg_stream(PG_FUNCTION_ARGS)
+{
+	int64		cluster_id;
+	StringInfoData buf;
+
+	RaftpgCheckPreloaded();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the cluster id of raftpg.stream() must not be null")));
+	cluster_id = PG_GETARG_INT64(0);
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
+		castNode(CallContext, fcinfo->context)->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("raftpg.stream() must be called by CALL outside a transaction block")));
+	if (whereToSendOutput != DestRemote)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("raftpg.stream() needs a client connection")));
+	/* refuse another cluster's peer before anything is streamed */
+	(void) check_cluster(cluster_id);
+
+	/*
+	 * The call lasts as long as the connection: end the transaction CALL
+	 * began, and with it the portal's snapshot, so that this backend holds
+	 * no xmin back from vacuum.  The transaction SPI starts in its place
+	 * takes no snapshot: nothing below reads a table.
+	 */
+	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect_ext failed");
+	SPI_commit();
+	SPI_finish();
+	/* a statement_timeout would end the stream, and the peer reconnect */
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	pgstat_report_activity(STATE_RUNNING, "raftpg: receiving messages");
+
+	/* CopyBothResponse: binary, no columns */
+	pq_beginmessage(&buf, 'W');
+	pq_sendbyte(&buf, 1);
+	pq_sendint16(&buf, 0);
+	pq_endmessage(&buf);
+	pq_flush();
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		int			c;
+
+		CHECK_FOR_INTERRUPTS();
+		pq_startmsgread();
+		/* blocks; termination and postmaster death end the wait */
+		c = pq_getbyte();
+		if (c == EOF || pq_getmessage(&buf, STREAM_MAX_MESSAGE) != 0)
+		{
+			/* the peer went away: nobody to answer */
+			proc_exit(0);
+		}
+		switch (c)
+		{
+			case 'd':			/* CopyData: one batch */
+				(void) receive_batch(cluster_id, buf.data, buf.len);
+				break;
+			case 'c':			/* CopyDone: answer it, and end the call */
+				pq_putemptymessage('c');
+				pq_flush();
+				pfree(buf.data);
+				PG_RETURN_VOID();
+			case 'X':			/* Terminate */
+				proc_exit(0);
+				break;
+			default:
+				ereport(FATAL,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("unexpected message type 0x%02X in a raftpg message stream", c)));
+		}
+		resetStringInfo(&buf);
+	}
 }

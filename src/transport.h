@@ -22,7 +22,8 @@ typedef enum TransportPeerState
 {
 	PEER_DISCONNECTED,
 	PEER_CONNECTING,
-	PEER_READY
+	PEER_STARTING,				/* CALL raftpg.stream() sent, no answer yet */
+	PEER_READY					/* streaming */
 } TransportPeerState;
 
 typedef struct TransportPeer
@@ -35,13 +36,12 @@ typedef struct TransportPeer
 	PostgresPollingStatusType poll_status;
 	TimestampTz next_attempt;	/* DISCONNECTED: when to try again */
 	int			backoff_ms;
-	int			pending_syncs;	/* pipeline syncs not yet answered */
 	bool		flush_pending;	/* libpq holds unsent output */
-	StringInfoData out;			/* messages queued for the next call */
+	StringInfoData out;			/* messages queued for the next CopyData */
 	uint64		queued;
 	uint64		dropped;
 	uint64		bytes_out;
-	uint64		calls_out;
+	uint64		calls_out;		/* CopyData messages sent */
 } TransportPeer;
 
 extern void TransportInit(void);
@@ -51,7 +51,7 @@ extern TransportPeer *TransportGetPeer(uint64 id);
 extern void TransportQueue(TransportPeer *p, const uint8 *msg, size_t len);
 extern void TransportFlush(uint64 cluster_id);
 extern TimestampTz TransportAddEvents(WaitEventSet *set);
-extern void TransportPoll(void);
+extern void TransportPoll(uint64 cluster_id);
 extern void TransportShutdown(void);
 extern char *TransportCheckConninfo(const char *conninfo);
 extern PGconn *TransportConnectStart(const char *conninfo);

@@ -37,6 +37,26 @@ for my $n (@nodes)
 		$n->name . ': a voter following node1');
 }
 
+# peers stream their messages: on every server, one backend per other
+# server receives them in COPY BOTH mode, and holds no xmin back from
+# vacuum however long it runs
+for my $n (@nodes)
+{
+	ok( $n->poll_query_until(
+			'postgres',
+			q{SELECT count(*) FROM pg_stat_activity
+			  WHERE query = 'raftpg: receiving messages'},
+			'2'),
+		$n->name . ': one message stream in from each other server');
+	is( $n->safe_psql(
+			'postgres',
+			q{SELECT count(backend_xmin), count(backend_xid)
+			  FROM pg_stat_activity
+			  WHERE query = 'raftpg: receiving messages'}),
+		'0|0',
+		$n->name . ': the streams hold no xmin and no xid');
+}
+
 # entries committed on the leader reach every log
 my $last;
 for my $i (1 .. 20)
