@@ -216,12 +216,15 @@ COMMENT ON TABLE raftpg.apply_state IS
 	'raftpg: the last log entry applied to the tables of this node (one row)';
 INSERT INTO raftpg.apply_state VALUES (0, 0);
 
--- Log entries whose changes their originating transaction committed
--- itself on this node: a row commits with the changes, so the apply
--- worker knows to skip the entry.  The apply worker deletes the rows it
--- has passed.
+-- Transactions of this node that committed their changes to replicated
+-- tables themselves, by incarnation (a random number drawn at every start
+-- of the server, crashes included) and full transaction id: a row commits
+-- with the changes, so the apply worker knows to skip their log entries.
+-- The apply worker deletes the rows it has passed.
 CREATE TABLE raftpg.origin_commits (
-	index bigint PRIMARY KEY
+	incarnation bigint,
+	fxid bigint,
+	PRIMARY KEY (incarnation, fxid)
 );
 COMMENT ON TABLE raftpg.origin_commits IS
 	'raftpg: log entries already applied by the transaction that wrote them';

@@ -67,7 +67,7 @@ BEGIN
 			 WHERE l.index > since AND l.kind = 1 AND get_byte(l.payload, 0) = 1
 			 ORDER BY l.index LOOP
 		entry := entry + 1;
-		pos := 32;				-- after the chunk header
+		pos := 40;				-- after the chunk header
 		WHILE pos < length(p) LOOP
 			record := chr(get_byte(p, pos));
 			detail := NULL;

@@ -253,10 +253,18 @@ wait_step(TimestampTz deadline, long max_ms)
 RaftpgReply
 RaftpgSubmit(RaftpgRequest *req, const void *body, Size len)
 {
-	RaftpgReply r;
-	Latch	   *latch;
 	TimestampTz deadline =
 		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), raftpg_commit_timeout);
+
+	RaftpgSubmitStart(req, body, len);
+	return RaftpgSubmitWait(req, deadline);
+}
+
+/* Hand a request to the worker, and wake it; the answer comes later. */
+void
+RaftpgSubmitStart(RaftpgRequest *req, const void *body, Size len)
+{
+	Latch	   *latch;
 	int			procno = MyProc->pgprocno;
 
 	if (procno < 0 || procno >= RaftpgShmem->n_replies)
@@ -280,6 +288,17 @@ RaftpgSubmit(RaftpgRequest *req, const void *body, Size len)
 				 errmsg("the raftpg request queue is full"),
 				 errhint("Try again; the node worker drains it continuously.")));
 	SetLatch(latch);
+}
+
+/*
+ * Wait for the worker's answer to req, which RaftpgSubmitStart() handed
+ * it, until deadline.
+ */
+RaftpgReply
+RaftpgSubmitWait(const RaftpgRequest *req, TimestampTz deadline)
+{
+	RaftpgReply r;
+	int			procno = MyProc->pgprocno;
 
 	/* the worker sets our latch when it has answered (node.c, reply()) */
 	for (;;)
@@ -426,16 +445,18 @@ change_membership(RaftpgRequestKind kind, uint64 id, const char *name,
 				  const char *conninfo, const char *what)
 {
 	RaftpgRequest req;
+	RaftpgMemberArgs args;
 	RaftpgReply r;
 
 	memset(&req, 0, sizeof(req));
+	memset(&args, 0, sizeof(args));
 	req.kind = kind;
 	req.id = id;
 	if (name)
-		strlcpy(req.name, name, sizeof(req.name));
+		strlcpy(args.name, name, sizeof(args.name));
 	if (conninfo)
-		strlcpy(req.conninfo, conninfo, sizeof(req.conninfo));
-	r = RaftpgSubmit(&req, NULL, 0);
+		strlcpy(args.conninfo, conninfo, sizeof(args.conninfo));
+	r = RaftpgSubmit(&req, &args, sizeof(args));
 	RaftpgReportRefusal(r.rc, what);
 	wait_commit(r.index, r.term, psprintf("the change (%s)", what));
 }

@@ -27,11 +27,12 @@
  * proposed together, so the rest can never follow): it is discarded.
  *
  * On the node whose backend made a transaction, the changes are already
- * in the tables if that backend committed: it inserted the index of its
- * last chunk into raftpg.origin_commits in the same local transaction.
+ * in the tables if that backend committed: it inserted the transaction's
+ * name -- this server's incarnation and its full xid, both in the entry's
+ * header -- into raftpg.origin_commits in the same local transaction.
  * Apply waits for that transaction to end, then skips the entry if the row
  * is there and applies it if not (the backend failed after the cluster
- * committed its entry).
+ * committed its entry, or a crash lost its local commit).
  *
  * An error stops apply at the failing entry, never past it: the worker
  * logs it with the entry's index, exits, and the postmaster starts it
@@ -158,10 +159,31 @@ typedef struct ApplyTxn
 
 static ApplyTxn txn;
 
+/* the current transaction's relations, by relref */
 static ApplyRel **rels = NULL;
 static int	nrels = 0;
-static MemoryContext txn_cxt = NULL;	/* lives as long as rels */
 static ApplyRel *ar_used = NULL;	/* the relation the last record used */
+
+/*
+ * The relations of a batch.  A batch is one local transaction, and its
+ * transactions' 'R' records mostly describe the same tables in the same
+ * way: a table is opened, its columns mapped and its executor state built
+ * once per batch, not once per transaction.  An 'R' record reuses an open
+ * relation only if its bytes are those the relation was opened for.  DDL,
+ * TRUNCATE and the addition or removal of a replicated table close them
+ * all (release_relations), and so does the end of the batch.
+ */
+typedef struct BatchRel
+{
+	char	   *def;			/* the 'R' record's body after the relref */
+	uint32		deflen;
+	ApplyRel   *ar;
+} BatchRel;
+
+static BatchRel *batch_rels = NULL;
+static int	n_batch_rels = 0;
+static int	max_batch_rels = 0;
+static MemoryContext batch_cxt = NULL;	/* the batch's relations live here */
 static uint64 batch_txns = 0;	/* transactions applied in this batch */
 static bool trigger_query_open = false;
 
@@ -170,6 +192,7 @@ static bool apply_resolve(void);
 static void apply_load_state(void);
 static void apply_batch(uint64 target);
 static void apply_txn(uint64 index);
+static void release_relations(void);
 
 bool
 RaftpgIsApplyWorker(void)
@@ -450,6 +473,13 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 	int			n = 0;
 	Size		bytes = 0;
 
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	batch_rels = NULL;
+	n_batch_rels = 0;
+	max_batch_rels = 0;
+	trigger_query_open = false;
+
 	rel = table_open(log_relid, AccessShareLock);
 	idx = index_open(log_index_relid, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
@@ -545,6 +575,13 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 
+	release_relations();
+	MemoryContextDelete(batch_cxt);
+	batch_cxt = NULL;
+	batch_rels = NULL;
+	n_batch_rels = 0;
+	max_batch_rels = 0;
+
 	/* a transaction whose last chunk is not committed yet: read it again */
 	txn.open = false;
 	current_index = 0;
@@ -632,24 +669,33 @@ apply_batch(uint64 target)
  */
 
 /*
- * Was the entry ending at index made on this node by a transaction that
- * committed it itself?  Waits for that transaction to end first.  A row
+ * Did the transaction of this node that made an entry (its incarnation and
+ * full xid, from the entry's header) commit the entry's changes itself?
+ * Waits for that transaction to end first, if it may still run.  A row
  * found is deleted: it has served.
  */
 static bool
-origin_committed(uint64 index, uint64 fxid_u64)
+origin_committed(uint64 incarnation, uint64 fxid_u64)
 {
 	FullTransactionId fxid = FullTransactionIdFromU64(fxid_u64);
 	TransactionId xid = XidFromFullTransactionId(fxid);
 	Relation	rel;
 	Relation	idx;
 	IndexScanDesc scan;
-	ScanKeyData key;
+	ScanKeyData key[2];
 	TupleTableSlot *slot;
 	Snapshot	snap;
 	bool		found = false;
 
-	if (TransactionIdIsNormal(xid) &&
+	if (fxid_u64 == 0)
+		return false;			/* made by no local transaction */
+
+	/*
+	 * Of an earlier incarnation, the transaction is over, and its xid may
+	 * belong to another transaction now: do not wait for that one.
+	 */
+	if (incarnation == RaftpgShmem->incarnation &&
+		TransactionIdIsNormal(xid) &&
 		FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()) &&
 		TransactionIdIsInProgress(xid))
 		XactLockTableWait(xid, NULL, NULL, XLTW_None);
@@ -658,10 +704,12 @@ origin_committed(uint64 index, uint64 fxid_u64)
 	idx = index_open(origin_index_relid, RowExclusiveLock);
 	slot = table_slot_create(rel, NULL);
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum((int64) index));
-	scan = index_beginscan(rel, idx, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum((int64) incarnation));
+	ScanKeyInit(&key[1], 2, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum((int64) fxid_u64));
+	scan = index_beginscan(rel, idx, snap, 2, 0);
+	index_rescan(scan, key, 2, NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		found = true;
@@ -678,14 +726,30 @@ origin_committed(uint64 index, uint64 fxid_u64)
 static void
 read_relation(RaftpgReader *r)
 {
-	ApplyRel   *ar = palloc0(sizeof(ApplyRel));
+	ApplyRel   *ar = NULL;
 	uint16		relref = ChangesGetU16(r);
+	const char *def = r->data + r->pos;
+	uint32		deflen = r->len - r->pos;
+	MemoryContext oldcxt;
 	int			i;
 
 	if (relref != nrels)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("raftpg: relation %u defined out of order", relref)));
+	if (nrels % 16 == 0)
+		rels = rels ? repalloc(rels, sizeof(ApplyRel *) * (nrels + 16)) :
+			palloc(sizeof(ApplyRel *) * 16);
+	for (i = 0; i < n_batch_rels; i++)
+		if (batch_rels[i].deflen == deflen &&
+			memcmp(batch_rels[i].def, def, deflen) == 0)
+		{
+			rels[nrels++] = batch_rels[i].ar;
+			return;
+		}
+
+	oldcxt = MemoryContextSwitchTo(batch_cxt);
+	ar = palloc0(sizeof(ApplyRel));
 	ar->nspname = ChangesGetStr(r);
 	ar->relname = ChangesGetStr(r);
 	ar->ncols = ChangesGetU16(r);
@@ -707,9 +771,19 @@ read_relation(RaftpgReader *r)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("raftpg: key column out of range")));
 	}
-	if (nrels % 16 == 0)
-		rels = rels ? repalloc(rels, sizeof(ApplyRel *) * (nrels + 16)) :
-			palloc(sizeof(ApplyRel *) * 16);
+	if (n_batch_rels == max_batch_rels)
+	{
+		max_batch_rels = Max(16, max_batch_rels * 2);
+		batch_rels = batch_rels ?
+			repalloc(batch_rels, sizeof(BatchRel) * max_batch_rels) :
+			palloc(sizeof(BatchRel) * max_batch_rels);
+	}
+	batch_rels[n_batch_rels].def = palloc(Max(deflen, 1));
+	memcpy(batch_rels[n_batch_rels].def, def, deflen);
+	batch_rels[n_batch_rels].deflen = deflen;
+	batch_rels[n_batch_rels].ar = ar;
+	n_batch_rels++;
+	MemoryContextSwitchTo(oldcxt);
 	rels[nrels++] = ar;
 }
 
@@ -730,8 +804,12 @@ use_relation(uint16 relref)
 	ar = rels[relref];
 	ar_used = ar;
 	if (ar->rel != NULL)
+	{
+		/* opened by an earlier transaction of the batch */
+		ar->estate->es_output_cid = GetCurrentCommandId(true);
 		return ar;
-	oldcxt = MemoryContextSwitchTo(txn_cxt);
+	}
+	oldcxt = MemoryContextSwitchTo(batch_cxt);
 
 	ar->rel = table_openrv(makeRangeVar(ar->nspname, ar->relname, -1),
 						   RowExclusiveLock);
@@ -876,17 +954,17 @@ release_relations(void)
 
 	if (trigger_query_open)
 	{
-		for (i = 0; i < nrels; i++)
-			if (rels[i]->estate != NULL)
+		for (i = 0; i < n_batch_rels; i++)
+			if (batch_rels[i].ar->estate != NULL)
 			{
-				AfterTriggerEndQuery(rels[i]->estate);
+				AfterTriggerEndQuery(batch_rels[i].ar->estate);
 				break;
 			}
 		trigger_query_open = false;
 	}
-	for (i = 0; i < nrels; i++)
+	for (i = 0; i < n_batch_rels; i++)
 	{
-		ApplyRel   *ar = rels[i];
+		ApplyRel   *ar = batch_rels[i].ar;
 
 		if (ar->rel == NULL)
 			continue;
@@ -942,14 +1020,14 @@ apply_txn(uint64 index)
 	MemoryContext old;
 	bool		origin_here = txn.first.origin_node == RaftpgShmem->status.node_id;
 
-	if (origin_here && origin_committed(index, txn.first.origin_fxid))
+	if (origin_here && origin_committed(txn.first.origin_incarnation,
+										txn.first.origin_fxid))
 		return;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply transaction",
 								ALLOCSET_DEFAULT_SIZES);
 	rec_cxt = AllocSetContextCreate(cxt, "raftpg apply record",
 									ALLOCSET_DEFAULT_SIZES);
-	txn_cxt = cxt;
 	old = MemoryContextSwitchTo(cxt);
 	ChangesReaderInit(&r, txn.stream.data, (uint32) txn.stream.len);
 	nrels = 0;
@@ -1035,7 +1113,7 @@ apply_txn(uint64 index)
 		CommandCounterIncrement();
 	}
 	MemoryContextSwitchTo(cxt);
-	release_relations();
+	/* the relations stay open for the batch's next transactions */
 	batch_txns++;
 	nrels = 0;
 	rels = NULL;

@@ -29,11 +29,13 @@
  * the stream is cut into chunks of at most raftpg.max_entry_size, handed to
  * the node worker in one request (so they become contiguous entries of one
  * term, proposed only if that is still the term the write gate was opened
- * in), the last chunk's index is inserted into raftpg.origin_commits, and
- * the backend waits until a majority has the entries.  Then PostgreSQL
- * commits, and the origin_commits row with it: the apply worker skips
- * entries whose row it finds and applies the others, so an entry is
- * applied exactly once whichever way the local transaction ends.
+ * in), the transaction's name -- the server's incarnation and its full
+ * xid, which every chunk's header carries too -- is inserted into
+ * raftpg.origin_commits while the worker proposes, and the backend waits
+ * until a majority has the entries.  Then PostgreSQL commits, and the
+ * origin_commits row with it: the apply worker skips entries whose row it
+ * finds and applies the others, so an entry is applied exactly once
+ * whichever way the local transaction ends.
  *
  * The hand-off goes through the backend's commit slot (raftpg.h): the
  * node worker proposes only if it can claim the slot, so a backend that
@@ -1138,6 +1140,7 @@ fill_body(StringInfo changes, uint32 n, char *dst)
 	memcpy(dst, &n, sizeof(n));
 	dst += sizeof(n);
 	h.origin_node = RaftpgReadStatus().node_id;
+	h.origin_incarnation = RaftpgShmem->incarnation;
 	h.origin_fxid = U64FromFullTransactionId(GetTopFullTransactionId());
 	h.origin_term = cap->term;
 	initStringInfo(&hbuf);
@@ -1164,15 +1167,19 @@ fill_body(StringInfo changes, uint32 n, char *dst)
 	pfree(hbuf.data);
 }
 
-/* insert (index) into raftpg.origin_commits, with the transaction */
+/*
+ * Insert (incarnation, full xid) of this transaction into
+ * raftpg.origin_commits, with the transaction: the row that tells apply
+ * that its entries are in the tables here already.
+ */
 static void
-insert_origin_commit(uint64 index)
+insert_origin_commit(void)
 {
 	Relation	rel;
 	Relation	idx;
 	TupleTableSlot *slot;
-	Datum		key[1];
-	bool		keynull[1] = {false};
+	Datum		key[2];
+	bool		keynull[2] = {false, false};
 	Oid			relid = origin_relid;
 	Oid			indexid = origin_index_relid;
 
@@ -1201,11 +1208,13 @@ insert_origin_commit(uint64 index)
 	origin_index_relid = indexid;
 	slot = table_slot_create(rel, NULL);
 	ExecClearTuple(slot);
-	slot->tts_values[0] = Int64GetDatum((int64) index);
-	slot->tts_isnull[0] = false;
+	key[0] = Int64GetDatum((int64) RaftpgShmem->incarnation);
+	key[1] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
+	slot->tts_values[0] = key[0];
+	slot->tts_values[1] = key[1];
+	slot->tts_isnull[0] = slot->tts_isnull[1] = false;
 	ExecStoreVirtualTuple(slot);
 	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	key[0] = Int64GetDatum((int64) index);
 	index_insert(idx, key, keynull, &slot->tts_tid, rel, UNIQUE_CHECK_YES,
 				 false, BuildIndexInfo(idx));
 	ExecDropSingleTupleTableSlot(slot);
@@ -1279,10 +1288,11 @@ wait_for_majority(TimestampTz deadline)
 }
 
 /*
- * The hand-off to the node worker failed (it did not answer in time, or
- * the request could not be queued): find out from our slot whether the
- * changes were proposed, and raise the error that is true.  Called in a
- * PG_CATCH block; does not return.
+ * The hand-off to the node worker failed (it did not answer in time, the
+ * request could not be queued, the origin_commits row could not be
+ * written): find out from our slot whether the changes were proposed, and
+ * raise the error that is true.  Called in a PG_CATCH block; does not
+ * return.
  */
 static void
 submit_failed(uint64 term)
@@ -1290,6 +1300,7 @@ submit_failed(uint64 term)
 	RaftpgCommitSlot *slot = &RaftpgCommitSlots[MyProc->pgprocno];
 	RaftpgSlotState state;
 	uint64		index;
+	char	   *why = NULL;
 
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	state = (RaftpgSlotState) slot->state;
@@ -1320,15 +1331,25 @@ submit_failed(uint64 term)
 				 errdetail("Nothing was sent to the cluster; the transaction is rolled back."),
 				 errhint("Check the server log and raftpg.status(), then retry.")));
 	}
+	if (geterrcode() != ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+	{
+		/* an error of ours, after the worker took the changes */
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cap->cxt);
+		edata = CopyErrorData();
+		why = edata->message;
+	}
 	FlushErrorState();
 	cap->proposed_index = index;
 	cap->proposed_term = term;
 	if (index == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN),
-				 errmsg("the outcome of this transaction is unknown: the raftpg node worker did not answer"),
+				 errmsg("the outcome of this transaction is unknown: %s",
+						why ? why : "the raftpg node worker did not answer"),
 				 errhint("Check the server log and raftpg.status().")));
-	unknown_outcome("the raftpg node worker did not answer in time",
+	unknown_outcome(why ? why : "the raftpg node worker did not answer in time",
 					"Check the server log and raftpg.status().");
 }
 
@@ -1395,13 +1416,21 @@ capture_pre_commit(void)
 	 * The worker answers a refusal at once, but does not wake us for an
 	 * accepted proposal: we are woken when its entries commit or the term
 	 * moves (or by an interrupt), and then find its answer here -- one
-	 * wake-up per transaction.  So by the time RaftpgSubmit() returns,
+	 * wake-up per transaction.  So by the time RaftpgSubmitWait() returns,
 	 * wait_for_majority() usually has nothing left to wait for.
+	 *
+	 * The origin_commits row is written while the worker proposes and the
+	 * followers persist, off the commit's critical path.  It names this
+	 * transaction, not its entry (whose index we do not know yet); if it
+	 * cannot be written, the slot says whether that error is the whole
+	 * truth (nothing proposed) or the outcome is unknown (submit_failed).
 	 */
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
-		r = RaftpgSubmit(&req, body, body ? size : 0);
+		RaftpgSubmitStart(&req, body, body ? size : 0);
+		insert_origin_commit();
+		r = RaftpgSubmitWait(&req, deadline);
 	}
 	PG_CATCH();
 	{
@@ -1430,25 +1459,6 @@ capture_pre_commit(void)
 	 * From here on, an error must say that the outcome is unknown: the
 	 * entry is in the log and may commit whatever happens to us.
 	 */
-	PG_TRY();
-	{
-		/* the row that tells apply this entry is already in the tables here */
-		insert_origin_commit(cap->proposed_index);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		if (geterrcode() == ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
-			PG_RE_THROW();
-		MemoryContextSwitchTo(cap->cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		unknown_outcome(edata->message,
-						"Check with raftpg.wait_for_index() or by reading the rows whether it was applied.");
-	}
-	PG_END_TRY();
-
 	wait_for_majority(deadline);
 	committed_index = cap->proposed_index;
 

@@ -102,6 +102,7 @@ ChangesPutHeader(StringInfo buf, const RaftpgChunkHeader *h)
 	ChangesPutU8(buf, RAFTPG_CHANGES_VERSION);
 	ChangesPutU16(buf, h->flags);
 	ChangesPutU64(buf, h->origin_node);
+	ChangesPutU64(buf, h->origin_incarnation);
 	ChangesPutU64(buf, h->origin_fxid);
 	ChangesPutU64(buf, h->origin_term);
 	ChangesPutU32(buf, h->chunk_no);
@@ -412,6 +413,7 @@ ChangesGetHeader(const char *payload, uint32 len, RaftpgChunkHeader *h)
 				 errhint("Upgrade raftpg on this server to the version of the other members.")));
 	h->flags = ChangesGetU16(&r);
 	h->origin_node = ChangesGetU64(&r);
+	h->origin_incarnation = ChangesGetU64(&r);
 	h->origin_fxid = ChangesGetU64(&r);
 	h->origin_term = ChangesGetU64(&r);
 	h->chunk_no = ChangesGetU32(&r);

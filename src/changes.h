@@ -13,7 +13,8 @@
  *	  u8  kind = RAFTPG_PAYLOAD_TXN
  *	  u8  version = RAFTPG_CHANGES_VERSION
  *	  u16 flags (RAFTPG_CHUNK_FIRST, RAFTPG_CHUNK_LAST)
- *	  u64 origin node id, u64 origin full transaction id, u64 origin term
+ *	  u64 origin node id, u64 origin incarnation, u64 origin full
+ *	  transaction id, u64 origin term
  *	  u32 chunk number (0 for the first)
  *
  *	stream: records, each u8 tag, u32 body length, body:
@@ -57,8 +58,8 @@
 
 #include "lib/stringinfo.h"
 
-#define RAFTPG_CHANGES_VERSION	1
-#define RAFTPG_CHUNK_HEADER		32
+#define RAFTPG_CHANGES_VERSION	2
+#define RAFTPG_CHUNK_HEADER		40
 
 #define RAFTPG_CHUNK_FIRST		0x0001
 #define RAFTPG_CHUNK_LAST		0x0002
@@ -80,6 +81,7 @@ typedef struct RaftpgChunkHeader
 {
 	uint16		flags;
 	uint64		origin_node;
+	uint64		origin_incarnation; /* RaftpgShmem->incarnation there */
 	uint64		origin_fxid;
 	uint64		origin_term;
 	uint32		chunk_no;

@@ -785,8 +785,6 @@ node_requests(void)
 		if (len < sizeof(RaftpgRequest))
 			continue;
 		memcpy(&req, rec, sizeof(RaftpgRequest));
-		req.name[RAFTPG_NAME_LEN - 1] = '\0';
-		req.conninfo[RAFTPG_CONNINFO_LEN - 1] = '\0';
 		if (core == NULL)
 		{
 			/* not a member (yet, or any more) */
@@ -843,7 +841,18 @@ node_requests(void)
 				rc = RAFT_EBUSY;
 				break;
 			case RAFTPG_REQ_ADD:
-				rc = raft_add_server(core, req.id, req.name, req.conninfo, &index);
+				if (len - sizeof(RaftpgRequest) != sizeof(RaftpgMemberArgs))
+					rc = RAFT_EINVAL;
+				else
+				{
+					RaftpgMemberArgs args;
+
+					memcpy(&args, rec + sizeof(RaftpgRequest), sizeof(args));
+					args.name[RAFTPG_NAME_LEN - 1] = '\0';
+					args.conninfo[RAFTPG_CONNINFO_LEN - 1] = '\0';
+					rc = raft_add_server(core, req.id, args.name, args.conninfo,
+										 &index);
+				}
 				break;
 			case RAFTPG_REQ_PROMOTE:
 				rc = raft_promote(core, req.id, &index);

@@ -280,6 +280,10 @@ rp_shmem_startup(void)
 		RaftpgShmem->status.role = RAFTPG_ROLE_UNCONFIGURED;
 		RaftpgShmem->n_replies = MaxBackends;
 		RaftpgShmem->next_seq = 1;
+		if (!pg_strong_random(&RaftpgShmem->incarnation,
+							  sizeof(RaftpgShmem->incarnation)))
+			ereport(FATAL,
+					(errmsg("raftpg could not draw a random incarnation number")));
 		ConditionVariableInit(&RaftpgShmem->cv);
 		MailboxInit(RaftpgInbox, rp_inbox_capacity(), tranche);
 		MailboxInit(RaftpgRequests, RAFTPG_REQUEST_RING_SIZE, tranche);

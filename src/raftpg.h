@@ -151,9 +151,17 @@ typedef struct RaftpgRequest
 	uint64		id;
 	dsm_handle	dsm;			/* PROPOSE_TXN: the body is in this segment */
 	TransactionId xid;			/* PROPOSE_TXN: the slot it must claim */
+} RaftpgRequest;
+
+/*
+ * The body of an ADD request (the request header stays small: every
+ * transaction's proposal copies one through the request ring).
+ */
+typedef struct RaftpgMemberArgs
+{
 	char		name[RAFTPG_NAME_LEN];
 	char		conninfo[RAFTPG_CONNINFO_LEN];
-} RaftpgRequest;
+} RaftpgMemberArgs;
 
 /* The worker's answer, in the asking backend's slot. */
 typedef struct RaftpgReply
@@ -210,6 +218,15 @@ typedef struct RaftpgShared
 	Latch	   *worker_latch;
 
 	uint64		cluster_id;		/* 0 until this node is in a cluster */
+
+	/*
+	 * Random, drawn whenever shared memory is created: at server start and
+	 * after a crash.  With a transaction's full xid it names that
+	 * transaction uniquely for ever (xids of transactions whose WAL a crash
+	 * lost are handed out again, but in another incarnation): the key of
+	 * raftpg.origin_commits (capture.c, apply.c).
+	 */
+	uint64		incarnation;
 	RaftpgNodeStatus status;
 	RaftpgStats stats;
 	int			n_members;
@@ -285,6 +302,8 @@ extern RaftpgNodeStatus RaftpgReadStatus(void);
 extern bool RaftpgFindMember(uint64 id, const char *name, RaftpgMember *out);
 extern void RaftpgRequireLeader(void);
 extern RaftpgReply RaftpgSubmit(RaftpgRequest *req, const void *body, Size len);
+extern void RaftpgSubmitStart(RaftpgRequest *req, const void *body, Size len);
+extern RaftpgReply RaftpgSubmitWait(const RaftpgRequest *req, TimestampTz deadline);
 extern void RaftpgReportRefusal(int rc, const char *what);
 extern long RaftpgRemainingMs(TimestampTz deadline);
 extern char *RaftpgRemoteCall(const char *name, const char *conninfo,

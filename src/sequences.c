@@ -318,6 +318,7 @@ propose_reservations(bool all, uint64 term, uint64 *index)
 	initStringInfo(&chunk);
 	h.flags = RAFTPG_CHUNK_FIRST | RAFTPG_CHUNK_LAST;
 	h.origin_node = RaftpgReadStatus().node_id;
+	h.origin_incarnation = RaftpgShmem->incarnation;
 	h.origin_fxid = 0;			/* no transaction commits it locally */
 	h.origin_term = term;
 	h.chunk_no = 0;
