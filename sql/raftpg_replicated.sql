@@ -146,6 +146,23 @@ SELECT count(*) AS gone FROM plain WHERE id = 11;
 INSERT INTO plain VALUES (12, 'after');
 SELECT id, v FROM plain WHERE id > 10 ORDER BY id;
 
+-- ---- once replicate_table() put a transaction through the log, nothing
+-- more of it can be: the write after it fails (08007, since the table's
+-- replication was committed by the cluster), and only that takes effect,
+-- through apply
+CREATE TABLE late (id int PRIMARY KEY);
+\set VERBOSITY terse
+INSERT INTO plain SELECT 13, 'late' FROM (SELECT raftpg.replicate_table('late')) s;
+\echo :SQLSTATE
+\set VERBOSITY default
+SELECT raftpg.wait_for_index((SELECT commit_index FROM raftpg.status()), '10s');
+SELECT count(*) AS not_written FROM plain WHERE id = 13;
+SELECT table_name FROM raftpg.replicated_tables WHERE table_name = 'late';
+SELECT count(*) AS origin_rows_left FROM raftpg.origin_commits;
+INSERT INTO late VALUES (1);
+SELECT raftpg.unreplicate_table('late') > 0 AS unreplicated;
+DROP TABLE late;
+
 -- ---- a transaction cut into many entries
 SET raftpg.max_entry_size = 8192;
 SELECT last_log_index AS before FROM raftpg.status() \gset

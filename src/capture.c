@@ -470,6 +470,23 @@ capture_relref(CaptureRel *cr)
 }
 
 /* remember where the current subtransaction's changes begin */
+/*
+ * After raftpg.replicate_table() or unreplicate_table() put what the
+ * transaction captured through Raft (CaptureCommitNow), its origin row is
+ * written and its entry committed: nothing more of the same transaction
+ * can be captured (a second entry would share the origin row, and apply
+ * could not tell which of the two the local commit holds).
+ */
+static void
+refuse_after_commit_now(void)
+{
+	if (cap != NULL && cap->proposed_index != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot write replicated tables after raftpg.replicate_table() or raftpg.unreplicate_table() in the same transaction"),
+				 errhint("Write them in a transaction of their own.")));
+}
+
 static void
 capture_mark_subxact(void)
 {
@@ -858,6 +875,7 @@ raftpg_capture(PG_FUNCTION_ARGS)
 	cr = capture_rel(rel);
 
 	old = MemoryContextSwitchTo(cap->cxt);
+	refuse_after_commit_now();
 	capture_mark_subxact();
 	relref = capture_relref(cr);
 	MemoryContextSwitchTo(old);
@@ -939,6 +957,7 @@ raftpg_capture_truncate(PG_FUNCTION_ARGS)
 
 	cr = capture_rel(td->tg_relation);
 	old = MemoryContextSwitchTo(cap->cxt);
+	refuse_after_commit_now();
 	capture_mark_subxact();
 	relref = capture_relref(cr);
 
@@ -989,6 +1008,7 @@ CaptureAppendRecord(char tag, const char *body, int len)
 		cap->term = term;
 	}
 	old = MemoryContextSwitchTo(cap->cxt);
+	refuse_after_commit_now();
 	capture_mark_subxact();
 	start = ChangesBeginRecord(&cap->stream, tag);
 	appendBinaryStringInfo(&cap->stream, body, len);
@@ -1168,18 +1188,14 @@ fill_body(StringInfo changes, uint32 n, char *dst)
 }
 
 /*
- * Insert (incarnation, full xid) of this transaction into
- * raftpg.origin_commits, with the transaction: the row that tells apply
- * that its entries are in the tables here already.
+ * Open raftpg.origin_commits and its index for insert_origin_commit(),
+ * taking their locks now: the insert runs while interrupts are held, where
+ * a lock wait could not be cancelled.
  */
 static void
-insert_origin_commit(void)
+open_origin_commits(Relation *relp, Relation *idxp)
 {
 	Relation	rel;
-	Relation	idx;
-	TupleTableSlot *slot;
-	Datum		key[2];
-	bool		keynull[2] = {false, false};
 	Oid			relid = origin_relid;
 	Oid			indexid = origin_index_relid;
 
@@ -1202,10 +1218,25 @@ insert_origin_commit(void)
 		indexid = linitial_oid(indexes);
 		table_close(rel, AccessShareLock);
 	}
-	rel = table_open(relid, RowExclusiveLock);
-	idx = index_open(indexid, RowExclusiveLock);
+	*relp = table_open(relid, RowExclusiveLock);
+	*idxp = index_open(indexid, RowExclusiveLock);
 	origin_relid = relid;
 	origin_index_relid = indexid;
+}
+
+/*
+ * Insert (incarnation, full xid) of this transaction into
+ * raftpg.origin_commits (opened by open_origin_commits()), with the
+ * transaction: the row that tells apply that its entries are in the tables
+ * here already.  Closes the relations.
+ */
+static void
+insert_origin_commit(Relation rel, Relation idx)
+{
+	TupleTableSlot *slot;
+	Datum		key[2];
+	bool		keynull[2] = {false, false};
+
 	slot = table_slot_create(rel, NULL);
 	ExecClearTuple(slot);
 	key[0] = Int64GetDatum((int64) RaftpgShmem->incarnation);
@@ -1301,10 +1332,26 @@ submit_failed(uint64 term)
 	RaftpgSlotState state;
 	uint64		index;
 	char	   *why = NULL;
+	int			polls = 0;
 
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	state = (RaftpgSlotState) slot->state;
 	index = slot->index;
+
+	/*
+	 * An error of ours (not the worker's silence) while the worker is in
+	 * the middle of proposing: it settles the index within moments, and
+	 * that is better than fencing the whole term below.
+	 */
+	while (state == RAFTPG_SLOT_PROPOSED && index == 0 && polls++ < 1000 &&
+		   geterrcode() != ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+	{
+		LWLockRelease(&RaftpgShmem->lock);
+		pg_usleep(1000L);
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		state = (RaftpgSlotState) slot->state;
+		index = slot->index;
+	}
 	if (state == RAFTPG_SLOT_PROPOSING)
 		slot->state = RAFTPG_SLOT_IDLE;		/* never to be proposed now */
 	else if (state == RAFTPG_SLOT_PROPOSED && index == 0)
@@ -1365,6 +1412,8 @@ capture_pre_commit(void)
 	uint32		nchunks;
 	uint64		term = cap->term;
 	TimestampTz deadline;
+	Relation	origin_rel;
+	Relation	origin_idx;
 
 	if (cap->nrecords == 0)
 		return;					/* everything was rolled back to savepoints */
@@ -1408,6 +1457,7 @@ capture_pre_commit(void)
 	 * index means it did.
 	 */
 	req.xid = GetTopTransactionId();
+	open_origin_commits(&origin_rel, &origin_idx);
 	CaptureSetSlot(RAFTPG_SLOT_PROPOSING, req.xid);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   raftpg_commit_timeout);
@@ -1420,7 +1470,8 @@ capture_pre_commit(void)
 	 * wait_for_majority() usually has nothing left to wait for.
 	 *
 	 * The origin_commits row is written while the worker proposes and the
-	 * followers persist, off the commit's critical path.  It names this
+	 * followers persist, off the commit's critical path (its locks were
+	 * taken above, where a wait can still be cancelled).  It names this
 	 * transaction, not its entry (whose index we do not know yet); if it
 	 * cannot be written, the slot says whether that error is the whole
 	 * truth (nothing proposed) or the outcome is unknown (submit_failed).
@@ -1429,7 +1480,7 @@ capture_pre_commit(void)
 	PG_TRY();
 	{
 		RaftpgSubmitStart(&req, body, body ? size : 0);
-		insert_origin_commit();
+		insert_origin_commit(origin_rel, origin_idx);
 		r = RaftpgSubmitWait(&req, deadline);
 	}
 	PG_CATCH();

@@ -183,6 +183,7 @@ peer_disconnect(TransportPeer *p, const char *why)
 	}
 	p->state = PEER_DISCONNECTED;
 	p->flush_pending = false;
+	p->stream_ended = false;
 	if (p->out.data)
 		resetStringInfo(&p->out);
 	p->backoff_ms = p->backoff_ms == 0 ? BACKOFF_MIN_MS :
@@ -389,6 +390,16 @@ TransportFlush(uint64 cluster_id)
 
 		if (p->state != PEER_READY)
 			continue;
+
+		/*
+		 * What libpq could not send yet stays with it, and what was queued
+		 * since waits in p->out, where MAX_QUEUED_BYTES bounds it: libpq
+		 * itself would take any amount (in nonblocking mode
+		 * PQputCopyData() grows its buffer).
+		 */
+		peer_flush(p);
+		if (p->state != PEER_READY || p->flush_pending)
+			continue;
 		if (p->out.len > 0)
 		{
 			int			r = PQputCopyData(p->conn, p->out.data, p->out.len);
@@ -429,11 +440,22 @@ peer_consume(TransportPeer *p)
 		peer_disconnect(p, PQerrorMessage(p->conn));
 		return;
 	}
-	r = PQgetCopyData(p->conn, &buf, 1);
-	if (buf)
-		PQfreemem(buf);
-	if (r >= 0)
-		return;					/* nothing, or data we do not expect */
+	if (!p->stream_ended)
+	{
+		r = PQgetCopyData(p->conn, &buf, 1);
+		if (buf)
+			PQfreemem(buf);
+		if (r >= 0)
+			return;				/* nothing, or data we do not expect */
+		if (r == -2)
+		{
+			peer_disconnect(p, PQerrorMessage(p->conn));
+			return;
+		}
+		p->stream_ended = true;
+	}
+	if (PQisBusy(p->conn))
+		return;					/* the copy ended; its result is to come */
 	res = PQgetResult(p->conn);
 	msg = pstrdup(res && PQresultStatus(res) == PGRES_FATAL_ERROR ?
 				  PQresultErrorMessage(res) : "the peer ended the message stream");
@@ -646,13 +668,37 @@ raftpg_stream(PG_FUNCTION_ARGS)
 	initStringInfo(&buf);
 	for (;;)
 	{
-		int			c;
+		unsigned char c;
+		int			r;
 
+		/*
+		 * Wait for the next message like a walsender: on the socket and the
+		 * latch, so that cancels, terminations and procsignal barriers
+		 * (DROP DATABASE waits for every backend to absorb one) are served
+		 * even on a stream that stays quiet -- one between two followers
+		 * carries nothing until one of them campaigns.
+		 */
 		CHECK_FOR_INTERRUPTS();
 		pq_startmsgread();
-		/* blocks; termination and postmaster death end the wait */
-		c = pq_getbyte();
-		if (c == EOF || pq_getmessage(&buf, STREAM_MAX_MESSAGE) != 0)
+		r = pq_getbyte_if_available(&c);
+		if (r == 0)
+		{
+			WaitEvent	event;
+
+			pq_endmsgread();
+			ModifyWaitEvent(FeBeWaitSet, FeBeWaitSetSocketPos,
+							WL_SOCKET_READABLE, NULL);
+			(void) WaitEventSetWait(FeBeWaitSet, -1, &event, 1,
+									WAIT_EVENT_CLIENT_READ);
+			if (event.events & WL_POSTMASTER_DEATH)
+				ereport(FATAL,
+						(errcode(ERRCODE_ADMIN_SHUTDOWN),
+						 errmsg("terminating connection due to unexpected postmaster exit")));
+			if (event.events & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			continue;
+		}
+		if (r < 0 || pq_getmessage(&buf, STREAM_MAX_MESSAGE) != 0)
 		{
 			/* the peer went away: nobody to answer */
 			proc_exit(0);
@@ -661,6 +707,9 @@ raftpg_stream(PG_FUNCTION_ARGS)
 		{
 			case 'd':			/* CopyData: one batch */
 				(void) receive_batch(cluster_id, buf.data, buf.len);
+				break;
+			case 'H':			/* Flush, Sync: nothing to do, as in COPY */
+			case 'S':
 				break;
 			case 'c':			/* CopyDone: answer it, and end the call */
 				pq_putemptymessage('c');

@@ -37,6 +37,7 @@ typedef struct TransportPeer
 	TimestampTz next_attempt;	/* DISCONNECTED: when to try again */
 	int			backoff_ms;
 	bool		flush_pending;	/* libpq holds unsent output */
+	bool		stream_ended;	/* the peer ended the copy; its result is due */
 	StringInfoData out;			/* messages queued for the next CopyData */
 	uint64		queued;
 	uint64		dropped;

@@ -45,7 +45,10 @@
  *
  * Memory: the core allocates only through the hook installed with
  * raft_set_allocator(); a failed allocation is reported as RAFT_ENOMEM and
- * leaves the core as it was before the call.  raft_advance() and
+ * leaves the core as it was before the call -- with one exception:
+ * raft_get_ready() first turns a pending broadcast into queued APPENDs
+ * (as if they had been queued when it was asked for), and those stay
+ * queued for the next ready batch when it then fails.  raft_advance() and
  * raft_persist_failed() cannot fail: where they lack memory, a message is
  * dropped or a leader steps down, as the protocol allows.  Pointers in a ready batch
  * (entries, messages, their data) belong to the core and stay valid until

@@ -151,7 +151,11 @@ replication_flush_broadcast(raft *r)
 		send_empty = pr->state != RAFT_PROGRESS_REPLICATE ||
 			(!r->opts.lazy_commit &&
 			 pr->commit_sent < RAFT_MIN(r->commit, pr->next - 1));
-		(void) replication_send_append(r, pr, send_empty);
+		/* more than one message holds: fill the in-flight window */
+		if (replication_send_append(r, pr, send_empty) &&
+			pr->state == RAFT_PROGRESS_REPLICATE)
+			while (replication_send_append(r, pr, false))
+				;
 	}
 }
 

@@ -57,6 +57,22 @@ for my $n (@nodes)
 		$n->name . ': the streams hold no xmin and no xid');
 }
 
+# a quiet stream (between two followers nothing flows) still serves
+# procsignal barriers: DROP DATABASE waits until every backend of the
+# server has absorbed one
+{
+	my ($out, $err);
+	my $rc = $n2->psql(
+		'postgres',
+		'CREATE DATABASE regress_barrier; DROP DATABASE regress_barrier;',
+		stdout => \$out,
+		stderr => \$err,
+		timeout => 60,
+		timed_out => \my $timed_out);
+	ok(!$timed_out && $rc == 0,
+		'node2: DROP DATABASE completes while the streams into it are quiet');
+}
+
 # entries committed on the leader reach every log
 my $last;
 for my $i (1 .. 20)
