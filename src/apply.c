@@ -814,7 +814,11 @@ use_relation(uint16 relref)
 	ar->rel = table_openrv(makeRangeVar(ar->nspname, ar->relname, -1),
 						   RowExclusiveLock);
 	desc = RelationGetDescr(ar->rel);
-	ar->cols = palloc0(sizeof(ApplyColumn) * Max(ar->ncols, 1));
+	/* reopened after DDL: map the columns again, in the same array */
+	if (ar->cols == NULL)
+		ar->cols = palloc0(sizeof(ApplyColumn) * Max(ar->ncols, 1));
+	else
+		memset(ar->cols, 0, sizeof(ApplyColumn) * Max(ar->ncols, 1));
 	for (i = 0; i < ar->ncols; i++)
 	{
 		ApplyColumn *c = &ar->cols[i];
