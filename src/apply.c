@@ -473,12 +473,10 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 	int			n = 0;
 	Size		bytes = 0;
 
+	/* the last batch left none open (an error ends the worker) */
+	Assert(n_batch_rels == 0 && !trigger_query_open);
 	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply batch",
 									  ALLOCSET_DEFAULT_SIZES);
-	batch_rels = NULL;
-	n_batch_rels = 0;
-	max_batch_rels = 0;
-	trigger_query_open = false;
 
 	rel = table_open(log_relid, AccessShareLock);
 	idx = index_open(log_index_relid, AccessShareLock);

@@ -469,28 +469,24 @@ capture_relref(CaptureRel *cr)
 	return ref->relref;
 }
 
-/* remember where the current subtransaction's changes begin */
 /*
- * After raftpg.replicate_table() or unreplicate_table() put what the
- * transaction captured through Raft (CaptureCommitNow), its origin row is
- * written and its entry committed: nothing more of the same transaction
- * can be captured (a second entry would share the origin row, and apply
- * could not tell which of the two the local commit holds).
+ * Before a record is captured: refuse it if raftpg.replicate_table() or
+ * unreplicate_table() already put what the transaction captured through
+ * Raft (CaptureCommitNow) -- its origin row is written and its entry
+ * committed, and a second entry would share that row, so apply could not
+ * tell which of the two the local commit holds -- and remember where the
+ * current subtransaction's changes begin.
  */
 static void
-refuse_after_commit_now(void)
+capture_before_record(void)
 {
-	if (cap != NULL && cap->proposed_index != 0)
+	SubTransactionId sub = GetCurrentSubTransactionId();
+
+	if (cap->proposed_index != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot write replicated tables after raftpg.replicate_table() or raftpg.unreplicate_table() in the same transaction"),
 				 errhint("Write them in a transaction of their own.")));
-}
-
-static void
-capture_mark_subxact(void)
-{
-	SubTransactionId sub = GetCurrentSubTransactionId();
 
 	if (sub == TopSubTransactionId)
 		return;
@@ -875,8 +871,7 @@ raftpg_capture(PG_FUNCTION_ARGS)
 	cr = capture_rel(rel);
 
 	old = MemoryContextSwitchTo(cap->cxt);
-	refuse_after_commit_now();
-	capture_mark_subxact();
+	capture_before_record();
 	relref = capture_relref(cr);
 	MemoryContextSwitchTo(old);
 
@@ -957,8 +952,7 @@ raftpg_capture_truncate(PG_FUNCTION_ARGS)
 
 	cr = capture_rel(td->tg_relation);
 	old = MemoryContextSwitchTo(cap->cxt);
-	refuse_after_commit_now();
-	capture_mark_subxact();
+	capture_before_record();
 	relref = capture_relref(cr);
 
 	if (cap->last_truncate >= 0 && cap->last_truncate_cid == cid)
@@ -1008,8 +1002,7 @@ CaptureAppendRecord(char tag, const char *body, int len)
 		cap->term = term;
 	}
 	old = MemoryContextSwitchTo(cap->cxt);
-	refuse_after_commit_now();
-	capture_mark_subxact();
+	capture_before_record();
 	start = ChangesBeginRecord(&cap->stream, tag);
 	appendBinaryStringInfo(&cap->stream, body, len);
 	ChangesEndRecord(&cap->stream, start);
@@ -1333,6 +1326,7 @@ submit_failed(uint64 term)
 	uint64		index;
 	char	   *why = NULL;
 	int			polls = 0;
+	bool		ours = geterrcode() != ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN;
 
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	state = (RaftpgSlotState) slot->state;
@@ -1343,8 +1337,8 @@ submit_failed(uint64 term)
 	 * the middle of proposing: it settles the index within moments, and
 	 * that is better than fencing the whole term below.
 	 */
-	while (state == RAFTPG_SLOT_PROPOSED && index == 0 && polls++ < 1000 &&
-		   geterrcode() != ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+	while (ours && state == RAFTPG_SLOT_PROPOSED && index == 0 &&
+		   polls++ < 1000)
 	{
 		LWLockRelease(&RaftpgShmem->lock);
 		pg_usleep(1000L);
@@ -1369,7 +1363,7 @@ submit_failed(uint64 term)
 	if (state == RAFTPG_SLOT_PROPOSING)
 	{
 		/* definite: nothing was or will be proposed */
-		if (geterrcode() != ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+		if (ours)
 			PG_RE_THROW();
 		FlushErrorState();
 		ereport(ERROR,
@@ -1378,7 +1372,7 @@ submit_failed(uint64 term)
 				 errdetail("Nothing was sent to the cluster; the transaction is rolled back."),
 				 errhint("Check the server log and raftpg.status(), then retry.")));
 	}
-	if (geterrcode() != ERRCODE_TRANSACTION_RESOLUTION_UNKNOWN)
+	if (ours)
 	{
 		/* an error of ours, after the worker took the changes */
 		ErrorData  *edata;

@@ -191,7 +191,7 @@ RaftpgNodeMain(Datum main_arg)
 			ConditionVariableBroadcast(&RaftpgShmem->cv);
 		node_tick();
 		node_process_ready();
-		TransportFlush((uint64) state.cluster_id);
+		TransportFlush();
 		node_publish();
 	}
 }
@@ -1041,7 +1041,7 @@ node_process_ready(void)
 
 		/* replicate first: the leader's own write overlaps the followers' */
 		send_messages(&rd);
-		TransportFlush((uint64) state.cluster_id);
+		TransportFlush();
 
 		ok = persist_ready(&rd);
 

@@ -380,7 +380,7 @@ peer_flush(TransportPeer *p)
 
 /* send what is queued for every peer, one CopyData message each */
 void
-TransportFlush(uint64 cluster_id)
+TransportFlush(void)
 {
 	int			i;
 

@@ -50,7 +50,7 @@ extern void TransportSetPeers(const raft_config *c, uint64 self);
 extern TransportPeer *TransportPeers(int *n);
 extern TransportPeer *TransportGetPeer(uint64 id);
 extern void TransportQueue(TransportPeer *p, const uint8 *msg, size_t len);
-extern void TransportFlush(uint64 cluster_id);
+extern void TransportFlush(void);
 extern TimestampTz TransportAddEvents(WaitEventSet *set);
 extern void TransportPoll(uint64 cluster_id);
 extern void TransportShutdown(void);
