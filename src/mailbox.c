@@ -17,7 +17,12 @@
  * worker that is slow or gone.
  *
  * The worker takes every record at once (MailboxDrain), so the lock is held
- * for copies only.
+ * for copies only.  A drain leaves the ring empty, and so puts its write
+ * position back at the start: under load the records keep landing on the
+ * ring's first pages, which every process has mapped already.  (A ring
+ * written round and round would have each backend fault on every one of
+ * its pages in turn, about once per transaction for a short-lived
+ * connection and a ring of 16 MB.)
  *
  * src/mailbox.c
  *
@@ -119,8 +124,9 @@ MailboxDrain(RaftpgMailbox *mb, StringInfo buf)
 		ring_copy_out(mb, mb->tail, buf->data + buf->len, used);
 		buf->len += (int) used;
 		buf->data[buf->len] = '\0';
-		mb->tail = mb->head;
 	}
+	mb->head = 0;
+	mb->tail = 0;
 	LWLockRelease(&mb->lock);
 
 	/* count records, outside the lock */

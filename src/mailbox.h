@@ -18,8 +18,8 @@ struct RaftpgMailbox
 {
 	LWLock		lock;
 	Size		capacity;
-	uint64		head;			/* bytes ever written */
-	uint64		tail;			/* bytes ever taken */
+	uint64		head;			/* where the next record goes */
+	uint64		tail;			/* where the oldest record starts */
 	uint64		records;
 	uint64		dropped;		/* records refused for lack of room */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
