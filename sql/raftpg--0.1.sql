@@ -49,17 +49,32 @@ GRANT EXECUTE ON FUNCTION raftpg.status() TO PUBLIC;
 -- the table and index access methods, one transaction per batch: the
 -- entries and the row that says where the log ends move together.
 -- ---------------------------------------------------------------------
+-- A row holds a run of consecutive entries, packed (src/storage.c): one
+-- heap and one index insert per persisted batch rather than per entry.
+-- raftpg.log_entries shows the entries one per row.
 CREATE TABLE raftpg.log (
-	index bigint PRIMARY KEY,
-	term bigint NOT NULL,
-	kind smallint NOT NULL,		-- 1 normal, 2 no-op, 3 configuration
-	payload bytea NOT NULL
+	first_index bigint PRIMARY KEY,	-- of the row's first entry
+	last_index bigint NOT NULL,		-- of its last
+	entries bytea NOT NULL
 );
-COMMENT ON TABLE raftpg.log IS 'raftpg: the Raft log of this node';
+COMMENT ON TABLE raftpg.log IS 'raftpg: the Raft log of this node, a run of entries per row';
 -- entries are written once and read by apply: not worth compressing (a
 -- large transaction's entries would cost the node worker seconds of pglz,
 -- during which it sends no heartbeats)
-ALTER TABLE raftpg.log ALTER COLUMN payload SET STORAGE EXTERNAL;
+ALTER TABLE raftpg.log ALTER COLUMN entries SET STORAGE EXTERNAL;
+
+-- The log one entry per row.  Like the table, for the owner only.
+CREATE FUNCTION raftpg.log_entries(
+	OUT index bigint,
+	OUT term bigint,
+	OUT kind smallint,			-- 1 normal, 2 no-op, 3 configuration
+	OUT payload bytea)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'raftpg_log_entries'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.log_entries() FROM PUBLIC;
+CREATE VIEW raftpg.log_entries AS SELECT * FROM raftpg.log_entries();
+COMMENT ON VIEW raftpg.log_entries IS 'raftpg: the Raft log of this node, one entry per row';
 
 CREATE TABLE raftpg.state (
 	node_id bigint NOT NULL,		-- this node's id, 0 before it joins

@@ -24,11 +24,11 @@ BEGIN
 END $$;
 
 CREATE FUNCTION consistent() RETURNS boolean LANGUAGE sql AS $$
-	SELECT s.last_log_index = (SELECT max(index) FROM raftpg.log)
-	   AND s.last_log_term = (SELECT term FROM raftpg.log ORDER BY index DESC LIMIT 1)
+	SELECT s.last_log_index = (SELECT max(index) FROM raftpg.log_entries)
+	   AND s.last_log_term = (SELECT term FROM raftpg.log_entries ORDER BY index DESC LIMIT 1)
 	   AND st.last_log_index = s.last_log_index
 	   AND st.last_log_term = s.last_log_term
-	   AND (SELECT count(*) FROM raftpg.log) = s.last_log_index
+	   AND (SELECT count(*) FROM raftpg.log_entries) = s.last_log_index
 	FROM raftpg.status() s, raftpg.state st
 $$;
 
@@ -48,14 +48,14 @@ SELECT node_name, role, voter, term > 1 AS term_advanced, leader_name,
 FROM raftpg.status();
 SELECT node_name, node_id, conninfo, membership, is_leader, is_self, reachable
 FROM raftpg.nodes;
-SELECT index, term > 1 AS new_term, kind FROM raftpg.log ORDER BY index;
+SELECT index, term > 1 AS new_term, kind FROM raftpg.log_entries ORDER BY index;
 
 -- a second cluster on the same server is refused
 SELECT raftpg.create_cluster('host=127.0.0.1 port=1');
 
 -- appending
 SELECT raftpg.propose('one') = 3 AS appended_at_3;
-SELECT index, kind, convert_from(substr(payload, 2), 'UTF8') FROM raftpg.log WHERE kind = 1;
+SELECT index, kind, convert_from(substr(payload, 2), 'UTF8') FROM raftpg.log_entries WHERE kind = 1;
 SELECT consistent();
 
 -- cluster operations with bad arguments
@@ -111,13 +111,22 @@ SELECT consistent();
 \set VERBOSITY default
 
 SELECT count(*) AS lost_entries_in_log
-FROM raftpg.log WHERE kind = 1 AND convert_from(substr(payload, 2), 'UTF8') LIKE 'lost%';
+FROM raftpg.log_entries WHERE kind = 1 AND convert_from(substr(payload, 2), 'UTF8') LIKE 'lost%';
 SELECT persist_failures FROM raftpg.stats;
 
 -- and the node works on
 SELECT raftpg.propose('two') > 3 AS appended;
 SELECT consistent();
-SELECT convert_from(substr(payload, 2), 'UTF8') FROM raftpg.log WHERE kind = 1 ORDER BY index;
+SELECT convert_from(substr(payload, 2), 'UTF8') FROM raftpg.log_entries WHERE kind = 1 ORDER BY index;
+
+-- the log packs runs of entries into rows; every entry is in exactly one
+SELECT (SELECT sum(last_index - first_index + 1) FROM raftpg.log) =
+	   (SELECT count(*) FROM raftpg.log_entries) AS rows_cover_entries;
+-- a log table of another shape is refused, not misread
+BEGIN;
+ALTER TABLE raftpg.log ALTER COLUMN last_index TYPE integer;
+SELECT count(*) FROM raftpg.log_entries;
+ROLLBACK;
 
 -- the inbox is bounded: a batch that does not fit is dropped and counted,
 -- nobody waits

@@ -63,7 +63,7 @@ DECLARE
 	names text[];
 BEGIN
 	entry := 0;
-	FOR p IN SELECT l.payload FROM raftpg.log l
+	FOR p IN SELECT l.payload FROM raftpg.log_entries l
 			 WHERE l.index > since AND l.kind = 1 AND get_byte(l.payload, 0) = 1
 			 ORDER BY l.index LOOP
 		entry := entry + 1;
@@ -122,7 +122,7 @@ SELECT raftpg.replicate_table('regress_ddl.t') > 0 AS replicated;
 CREATE TABLE regress_ddl.u (id integer PRIMARY KEY);
 SELECT raftpg.replicate_table('regress_ddl.u') > 0 AS replicated;
 CREATE TABLE regress_ddl.local (id integer PRIMARY KEY, t_id integer);
-SELECT max(index) AS mark FROM raftpg.log \gset
+SELECT max(index) AS mark FROM raftpg.log_entries \gset
 
 -- ---- replicated: each statement goes into the log with the rows, in the
 -- order they were made; the next change after it describes the table anew
@@ -178,7 +178,7 @@ FROM unnest(raftpg.table_definition('regress_ddl.t')) WITH ORDINALITY AS d(stmt,
 
 -- ---- refused everywhere: what would unhook the table from replication,
 -- or what other servers cannot do the same way
-SELECT max(index) AS mark FROM raftpg.log \gset
+SELECT max(index) AS mark FROM raftpg.log_entries \gset
 ALTER TABLE regress_ddl.t SET ACCESS METHOD heap;
 \echo SQLSTATE :SQLSTATE
 ALTER TABLE regress_ddl.t SET UNLOGGED;
@@ -242,7 +242,7 @@ DROP TYPE regress_ddl.mood CASCADE;
 SELECT entry, record, detail FROM regress_ddl_records(:mark);
 
 -- ---- local to each server: what raftpg.table_definition() does not show
-SELECT max(index) AS mark FROM raftpg.log \gset
+SELECT max(index) AS mark FROM raftpg.log_entries \gset
 CREATE FUNCTION regress_ddl_noop() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	RETURN NULL;
@@ -270,7 +270,7 @@ SELECT count(*) AS logged FROM regress_ddl_records(:mark);
 
 -- ---- an unreplicated table is a local table again
 SELECT raftpg.unreplicate_table('regress_ddl.u') > 0 AS unreplicated;
-SELECT max(index) AS mark FROM raftpg.log \gset
+SELECT max(index) AS mark FROM raftpg.log_entries \gset
 ALTER TABLE regress_ddl.u ADD COLUMN r float8 DEFAULT random();
 DROP TABLE regress_ddl.u;
 SELECT count(*) AS logged FROM regress_ddl_records(:mark);

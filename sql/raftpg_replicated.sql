@@ -168,7 +168,7 @@ SET raftpg.max_entry_size = 8192;
 SELECT last_log_index AS before FROM raftpg.status() \gset
 INSERT INTO plain SELECT g, repeat('x', 100) FROM generate_series(1000, 1999) g;
 SELECT last_log_index - :before > 10 AS many_entries,
-	   (SELECT max(length(payload)) FROM raftpg.log WHERE index > :before) <= 8192 AS none_larger
+	   (SELECT max(length(payload)) FROM raftpg.log_entries WHERE index > :before) <= 8192 AS none_larger
 FROM raftpg.status();
 RESET raftpg.max_entry_size;
 SELECT count(*) FROM plain WHERE id >= 1000;

@@ -11,8 +11,8 @@
  * again, as in PostgreSQL's logical replication.
  *
  * The node worker publishes the commit index and sets our latch when it
- * moves.  Entries are read back from raftpg.log by index: the log table is
- * the one source, nothing is copied through shared memory.  Each batch of
+ * moves.  Entries are read back from raftpg.log (StorageLogScan): the log
+ * table is the one source, nothing is copied through shared memory.  Each batch of
  * entries is applied in one transaction that also writes the new
  * applied_index into raftpg.apply_state, so a batch is applied wholly or
  * not at all, and a restart resumes after the last committed batch:
@@ -86,6 +86,7 @@
 #include "ddl.h"
 #include "replicate.h"
 #include "sequences.h"
+#include "storage.h"
 
 /* at most this many entries, or this many bytes of them, per transaction */
 #define APPLY_BATCH_ENTRIES		1000
@@ -95,9 +96,7 @@
 
 static bool am_apply_worker = false;
 
-/* the tables, resolved when the extension is found */
-static Oid	log_relid = InvalidOid;
-static Oid	log_index_relid = InvalidOid;
+/* the tables, resolved when the extension is found (raftpg.log by storage.c) */
 static Oid	state_relid = InvalidOid;
 static Oid	origin_relid = InvalidOid;
 static Oid	origin_index_relid = InvalidOid;
@@ -325,19 +324,14 @@ apply_resolve(void)
 
 	if (!OidIsValid(nsp))
 		return false;
-	log_relid = get_relname_relid("log", nsp);
 	origin_relid = get_relname_relid("origin_commits", nsp);
 	state_relid = get_relname_relid("apply_state", nsp);
-	if (!OidIsValid(log_relid) || !OidIsValid(origin_relid) ||
+	if (!StorageResolve() || !OidIsValid(origin_relid) ||
 		!OidIsValid(state_relid))
 	{
 		state_relid = InvalidOid;
 		return false;
 	}
-	rel = table_open(log_relid, AccessShareLock);
-	indexes = RelationGetIndexList(rel);
-	log_index_relid = linitial_oid(indexes);
-	table_close(rel, AccessShareLock);
 	rel = table_open(origin_relid, AccessShareLock);
 	indexes = RelationGetIndexList(rel);
 	origin_index_relid = linitial_oid(indexes);
@@ -462,11 +456,8 @@ end_doomed_writers(void)
 static pg_noinline void
 apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 {
-	Relation	rel;
-	Relation	idx;
-	IndexScanDesc scan;
-	ScanKeyData key;
-	TupleTableSlot *slot;
+	StorageLogScan scan;
+	raft_entry	e;
 	uint64		done = applied_index;
 	uint64		done_term = applied_term;
 	uint64		expect = applied_index + 1;
@@ -478,27 +469,17 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply batch",
 									  ALLOCSET_DEFAULT_SIZES);
 
-	rel = table_open(log_relid, AccessShareLock);
-	idx = index_open(log_index_relid, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT,
-				Int64GetDatum((int64) applied_index));
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	StorageLogScanBegin(&scan, applied_index + 1, GetActiveSnapshot());
 	txn.open = false;
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (StorageLogScanNext(&scan, &e))
 	{
-		uint64		index;
-		uint64		term;
-		bytea	   *payload;
+		uint64		index = e.index;
+		uint64		term = e.term;
 		const char *data = NULL;
 		uint32		len = 0;
 		RaftpgChunkHeader h;
 		bool		is_chunk = false;
 
-		slot_getallattrs(slot);
-		index = (uint64) DatumGetInt64(slot->tts_values[0]);
-		term = (uint64) DatumGetInt64(slot->tts_values[1]);
 		if (index > target)
 			break;
 		if (index != expect)
@@ -509,11 +490,10 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 		expect++;
 		current_index = index;
 
-		if (DatumGetInt16(slot->tts_values[2]) == RAFT_ENTRY_NORMAL)
+		if (e.type == RAFT_ENTRY_NORMAL)
 		{
-			payload = DatumGetByteaPP(slot->tts_values[3]);
-			data = VARDATA_ANY(payload);
-			len = VARSIZE_ANY_EXHDR(payload);
+			data = (const char *) e.data;
+			len = (uint32) e.len;
 			bytes += len;
 			is_chunk = ChangesGetHeader(data, len, &h);
 		}
@@ -568,10 +548,7 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 		if (!txn.open && (++n >= APPLY_BATCH_ENTRIES || bytes >= APPLY_BATCH_BYTES))
 			break;
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	StorageLogScanEnd(&scan);
 
 	release_relations();
 	MemoryContextDelete(batch_cxt);

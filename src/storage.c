@@ -3,7 +3,16 @@
  * storage.c
  *	  The Raft log and hard state, kept in two tables.
  *
- * raftpg.log holds one row per log entry; raftpg.state holds one row with
+ * raftpg.log holds the entries, a run of consecutive ones per row: each
+ * persisted batch is packed into as few rows as fit in a heap tuple without
+ * TOAST (about 2 kB), and an entry larger than that gets a row of its own.
+ * Each row costs a heap insert, an index insert and their WAL records, so
+ * a node that persists eight entries at once pays for one row, not eight.
+ * A row is keyed by its first index and names its last; the entries are
+ * packed as term, kind and length, then the payload (LOG_ENTRY_HDR).  The
+ * rows are contiguous: every index from the first row's first to the last
+ * row's last is in exactly one row.  raftpg.log_entries() shows them one
+ * per line.  raftpg.state holds one row with
  * everything that must survive a crash beside the entries: this node's id,
  * the cluster's id, current term, vote, where the log ends (last index and
  * term), the commit index, the snapshot's index, term and configuration,
@@ -35,6 +44,7 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/heaptoast.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -44,6 +54,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -55,11 +66,21 @@
 #include "storage.h"
 
 /* raftpg.log columns */
-#define LOG_COL_INDEX	0
-#define LOG_COL_TERM	1
-#define LOG_COL_KIND	2
-#define LOG_COL_PAYLOAD 3
-#define LOG_NCOLS		4
+#define LOG_COL_FIRST	0
+#define LOG_COL_LAST	1
+#define LOG_COL_ENTRIES 2
+#define LOG_NCOLS		3
+
+/* an entry in a row: term (8 bytes), kind (1), payload length (4), payload */
+#define LOG_ENTRY_HDR	13
+
+/*
+ * Entries go into one row while their packed size stays under this, so
+ * that the heap tuple is not toasted: the row's header, its two bigints and
+ * the bytea's header take the rest of TOAST_TUPLE_THRESHOLD, with room to
+ * spare.
+ */
+#define LOG_ROW_TARGET	(TOAST_TUPLE_THRESHOLD - 64)
 
 /* raftpg.state columns */
 enum
@@ -85,6 +106,33 @@ static Oid	log_index_relid = InvalidOid;
 static Oid	state_relid = InvalidOid;
 
 /*
+ * raftpg.log must have the columns this library writes and reads: tables
+ * made by another version of the extension's script are refused here,
+ * rather than misread.
+ */
+static void
+check_log_shape(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	static const Oid types[LOG_NCOLS] = {INT8OID, INT8OID, BYTEAOID};
+	int			i;
+	bool		ok = (desc->natts == LOG_NCOLS);
+
+	for (i = 0; ok && i < LOG_NCOLS; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		ok = !att->attisdropped && att->atttypid == types[i];
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table raftpg.log does not have the columns this raftpg library expects"),
+				 errdetail("Expected (first_index bigint, last_index bigint, entries bytea)."),
+				 errhint("The extension's tables were made by another version of raftpg: drop and re-create the extension.")));
+}
+
+/*
  * Resolve the tables' OIDs.  Returns false when the extension is not (yet)
  * installed in this database.
  */
@@ -102,6 +150,7 @@ StorageResolve(void)
 	if (!OidIsValid(log_relid) || !OidIsValid(state_relid))
 		return false;
 	rel = table_open(log_relid, AccessShareLock);
+	check_log_shape(rel);
 	indexes = RelationGetIndexList(rel);
 	if (list_length(indexes) != 1)
 		ereport(ERROR,
@@ -197,6 +246,155 @@ StorageReadState(RaftpgStateRow *st)
 				 errhint("Drop and re-create the extension.")));
 }
 
+static void
+log_corrupted(const char *what, uint64 first)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("raftpg log row " UINT64_FORMAT " is corrupted: %s",
+					first, what)));
+}
+
+/* take the scan's current slot as the row to read from */
+static void
+scan_take_row(StorageLogScan *s)
+{
+	Datum		d;
+	uint64		first;
+
+	slot_getallattrs(s->slot);
+	first = (uint64) DatumGetInt64(s->slot->tts_values[LOG_COL_FIRST]);
+	s->row_last = (uint64) DatumGetInt64(s->slot->tts_values[LOG_COL_LAST]);
+	d = s->slot->tts_values[LOG_COL_ENTRIES];
+	s->row = DatumGetByteaPP(d);
+	s->row_copied = (Pointer) s->row != DatumGetPointer(d);
+	s->pos = 0;
+	s->next_index = first;
+	if (first == 0 || s->row_last < first)
+		log_corrupted("its index range is empty", first);
+	if (s->prev_last != 0 && first != s->prev_last + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("raftpg log has a gap: expected index " UINT64_FORMAT ", found " UINT64_FORMAT,
+						s->prev_last + 1, first)));
+	s->prev_last = s->row_last;
+}
+
+static void
+scan_release_row(StorageLogScan *s)
+{
+	if (s->row != NULL && s->row_copied)
+		pfree(s->row);
+	s->row = NULL;
+}
+
+/*
+ * Begin reading the entries with index >= from (from 0: all of them),
+ * under snap.  The caller is in a transaction.
+ */
+void
+StorageLogScanBegin(StorageLogScan *s, uint64 from, Snapshot snap)
+{
+	ScanKeyData key;
+	uint64		start = from;
+
+	memset(s, 0, sizeof(*s));
+	s->from = from;
+	s->rel = table_open(log_relid, AccessShareLock);
+	s->idx = index_open(log_index_relid, AccessShareLock);
+	s->slot = table_slot_create(s->rel, NULL);
+
+	/* the row that holds from begins at the greatest first index <= from */
+	if (from > 0)
+	{
+		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT8LE,
+					Int64GetDatum((int64) from));
+		s->scan = index_beginscan(s->rel, s->idx, snap, 1, 0);
+		index_rescan(s->scan, &key, 1, NULL, 0);
+		if (index_getnext_slot(s->scan, BackwardScanDirection, s->slot))
+		{
+			bool		isnull;
+
+			start = (uint64) DatumGetInt64(slot_getattr(s->slot, LOG_COL_FIRST + 1,
+														&isnull));
+		}
+		index_endscan(s->scan);
+	}
+	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum((int64) start));
+	s->scan = index_beginscan(s->rel, s->idx, snap, 1, 0);
+	index_rescan(s->scan, &key, 1, NULL, 0);
+}
+
+/*
+ * The next entry of the current row, into e (its data points into the
+ * row); false when the row is used up, which must be at its end.
+ */
+static bool
+row_next_entry(StorageLogScan *s, raft_entry *e)
+{
+	const char *p = VARDATA_ANY(s->row);
+	Size		avail = VARSIZE_ANY_EXHDR(s->row);
+	uint64		term;
+	uint32		len;
+
+	if (s->next_index > s->row_last)
+	{
+		if (s->pos != avail)
+			log_corrupted("it holds more than its index range", s->row_last);
+		return false;
+	}
+	if (avail - s->pos < LOG_ENTRY_HDR)
+		log_corrupted("an entry is cut short", s->next_index);
+	memcpy(&term, p + s->pos, sizeof(term));
+	memcpy(&len, p + s->pos + 9, sizeof(len));
+	if (avail - s->pos - LOG_ENTRY_HDR < len)
+		log_corrupted("an entry is cut short", s->next_index);
+	e->index = s->next_index;
+	e->term = term;
+	e->type = (uint8) p[s->pos + 8];
+	e->len = len;
+	e->data = (uint8_t *) (p + s->pos + LOG_ENTRY_HDR);
+	s->pos += LOG_ENTRY_HDR + len;
+	s->next_index++;
+	return true;
+}
+
+/*
+ * The next entry, into e (whose data points into the row, valid until the
+ * next call); false at the end of the log.
+ */
+bool
+StorageLogScanNext(StorageLogScan *s, raft_entry *e)
+{
+	for (;;)
+	{
+		if (s->row == NULL)
+		{
+			if (!index_getnext_slot(s->scan, ForwardScanDirection, s->slot))
+				return false;
+			scan_take_row(s);
+		}
+		if (!row_next_entry(s, e))
+		{
+			scan_release_row(s);
+			continue;
+		}
+		if (e->index >= s->from)
+			return true;
+	}
+}
+
+void
+StorageLogScanEnd(StorageLogScan *s)
+{
+	scan_release_row(s);
+	index_endscan(s->scan);
+	ExecDropSingleTupleTableSlot(s->slot);
+	index_close(s->idx, AccessShareLock);
+	table_close(s->rel, AccessShareLock);
+}
+
 /*
  * Load the log after the snapshot into entries (palloc'd in the current
  * memory context) and check it against the state row: contiguous from
@@ -205,55 +403,37 @@ StorageReadState(RaftpgStateRow *st)
 void
 StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries, size_t *n)
 {
-	Relation	rel;
-	Relation	idx;
-	IndexScanDesc scan;
-	ScanKeyData key;
-	TupleTableSlot *slot;
+	StorageLogScan scan;
+	raft_entry	e;
 	size_t		cap = 64;
 	size_t		count = 0;
 	raft_entry *ents = palloc(cap * sizeof(raft_entry));
 	int64		expect = st->snapshot_index + 1;
 	int64		last_term = st->snapshot_term;
 
-	rel = table_open(log_relid, AccessShareLock);
-	idx = index_open(log_index_relid, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE,
-				Int64GetDatum(st->snapshot_index + 1));
-	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	StorageLogScanBegin(&scan, (uint64) expect, GetActiveSnapshot());
+	while (StorageLogScanNext(&scan, &e))
 	{
-		raft_entry *e;
-		bytea	   *payload;
+		raft_entry *c;
 
-		slot_getallattrs(slot);
 		if (count == cap)
 		{
 			cap *= 2;
 			ents = repalloc_huge(ents, cap * sizeof(raft_entry));
 		}
-		e = &ents[count++];
-		e->index = DatumGetInt64(slot->tts_values[LOG_COL_INDEX]);
-		e->term = DatumGetInt64(slot->tts_values[LOG_COL_TERM]);
-		e->type = (uint8) DatumGetInt16(slot->tts_values[LOG_COL_KIND]);
-		payload = DatumGetByteaPP(slot->tts_values[LOG_COL_PAYLOAD]);
-		e->len = VARSIZE_ANY_EXHDR(payload);
-		e->data = palloc(e->len > 0 ? e->len : 1);
-		memcpy(e->data, VARDATA_ANY(payload), e->len);
-		if ((int64) e->index != expect)
+		c = &ents[count++];
+		*c = e;
+		c->data = palloc(e.len > 0 ? e.len : 1);
+		memcpy(c->data, e.data, e.len);
+		if ((int64) e.index != expect)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("raftpg log has a gap: expected index " INT64_FORMAT ", found " INT64_FORMAT,
-							expect, (int64) e->index)));
+							expect, (int64) e.index)));
 		expect++;
-		last_term = e->term;
+		last_term = e.term;
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	StorageLogScanEnd(&scan);
 
 	if (expect - 1 != st->last_log_index || last_term != st->last_log_term)
 		ereport(ERROR,
@@ -266,49 +446,155 @@ StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries, size_t *n)
 	*n = count;
 }
 
-/* delete log rows with index >= from (from > 0) or <= upto (from == 0) */
+/* the packed size of entries[0 .. n-1] */
+static Size
+packed_size(const raft_entry *entries, size_t n)
+{
+	Size		size = 0;
+	size_t		i;
+
+	for (i = 0; i < n; i++)
+		size = add_size(size, LOG_ENTRY_HDR + entries[i].len);
+	return size;
+}
+
+/* insert one row holding entries[0 .. n-1] (n >= 1, consecutive) */
 static void
-log_delete(Relation rel, Relation idx, int64 from, int64 upto)
+log_insert_row(Relation rel, Relation idx, IndexInfo *ii, TupleTableSlot *slot,
+			   BulkInsertState bistate, const raft_entry *entries, size_t n)
+{
+	Size		size = packed_size(entries, n);
+	bytea	   *b;
+	char	   *p;
+	Datum		key[INDEX_MAX_KEYS];
+	bool		keynull[INDEX_MAX_KEYS];
+	size_t		i;
+
+	if (size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("raftpg log entry " UINT64_FORMAT " is too large to store",
+						(uint64) entries[0].index)));
+	b = (bytea *) palloc(VARHDRSZ + size);
+	SET_VARSIZE(b, VARHDRSZ + size);
+	p = VARDATA(b);
+	for (i = 0; i < n; i++)
+	{
+		const raft_entry *e = &entries[i];
+		uint64		term = e->term;
+		uint32		len = (uint32) e->len;
+
+		Assert(i == 0 || e->index == entries[i - 1].index + 1);
+		memcpy(p, &term, sizeof(term));
+		p[8] = (char) e->type;
+		memcpy(p + 9, &len, sizeof(len));
+		if (len > 0)
+			memcpy(p + LOG_ENTRY_HDR, e->data, len);
+		p += LOG_ENTRY_HDR + len;
+	}
+
+	ExecClearTuple(slot);
+	slot->tts_values[LOG_COL_FIRST] = Int64GetDatum((int64) entries[0].index);
+	slot->tts_values[LOG_COL_LAST] = Int64GetDatum((int64) entries[n - 1].index);
+	slot->tts_values[LOG_COL_ENTRIES] = PointerGetDatum(b);
+	memset(slot->tts_isnull, 0, sizeof(bool) * LOG_NCOLS);
+	ExecStoreVirtualTuple(slot);
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, bistate);
+
+	key[0] = Int64GetDatum((int64) entries[0].index);
+	keynull[0] = false;
+	index_insert(idx, key, keynull, &slot->tts_tid, rel, UNIQUE_CHECK_YES,
+				 false, ii);
+	pfree(b);
+}
+
+/*
+ * Insert entries[0 .. n-1] (consecutive): as many to a row as stay under
+ * LOG_ROW_TARGET, a larger entry alone.
+ */
+static void
+log_insert(Relation rel, Relation idx, IndexInfo *ii, TupleTableSlot *slot,
+		   BulkInsertState bistate, const raft_entry *entries, size_t n)
+{
+	size_t		i = 0;
+
+	while (i < n)
+	{
+		size_t		j = i + 1;
+		Size		size = LOG_ENTRY_HDR + entries[i].len;
+
+		while (j < n && size + LOG_ENTRY_HDR + entries[j].len <= LOG_ROW_TARGET)
+			size += LOG_ENTRY_HDR + entries[j++].len;
+		log_insert_row(rel, idx, ii, slot, bistate, &entries[i], j - i);
+		i = j;
+	}
+}
+
+/*
+ * Delete the entries with index >= from: the rows that begin there or
+ * later, and the tail of the row that holds from, which is written again
+ * with the entries before from.
+ */
+static void
+log_truncate(Relation rel, Relation idx, uint64 from)
 {
 	IndexScanDesc scan;
 	ScanKeyData key;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	Snapshot	snap = GetActiveSnapshot();
+	raft_entry *keep = NULL;
+	size_t		nkeep = 0;
 
-	if (from > 0)
-		ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE,
-					Int64GetDatum(from));
-	else
-		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT8LE,
-					Int64GetDatum(upto));
+	/* the row before from: does it reach into the part to delete? */
+	ScanKeyInit(&key, 1, BTLessStrategyNumber, F_INT8LT,
+				Int64GetDatum((int64) from));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		uint64		first = (uint64) DatumGetInt64(slot_getattr(slot, LOG_COL_FIRST + 1, &isnull));
+		uint64		last = (uint64) DatumGetInt64(slot_getattr(slot, LOG_COL_LAST + 1, &isnull));
+
+		if (last >= from)
+		{
+			StorageLogScan rs;
+			raft_entry	e;
+
+			/* copy the entries before from, then delete the row */
+			memset(&rs, 0, sizeof(rs));
+			rs.slot = slot;
+			scan_take_row(&rs);
+			keep = palloc(sizeof(raft_entry) * (from - first));
+			while (nkeep < from - first)
+			{
+				if (!row_next_entry(&rs, &e))
+					log_corrupted("an entry is missing", first);
+				keep[nkeep] = e;
+				keep[nkeep].data = palloc(e.len > 0 ? e.len : 1);
+				memcpy(keep[nkeep].data, e.data, e.len);
+				nkeep++;
+			}
+			scan_release_row(&rs);
+			simple_table_tuple_delete(rel, &slot->tts_tid, snap);
+		}
+	}
+	index_endscan(scan);
+
+	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum((int64) from));
 	scan = index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 		simple_table_tuple_delete(rel, &slot->tts_tid, snap);
 	index_endscan(scan);
+
+	if (nkeep > 0)
+	{
+		CommandCounterIncrement();
+		log_insert_row(rel, idx, BuildIndexInfo(idx), slot, NULL, keep, nkeep);
+	}
 	ExecDropSingleTupleTableSlot(slot);
-}
-
-static void
-log_insert(Relation rel, Relation idx, IndexInfo *ii, TupleTableSlot *slot,
-		   BulkInsertState bistate, const raft_entry *e)
-{
-	Datum		key[INDEX_MAX_KEYS];
-	bool		keynull[INDEX_MAX_KEYS];
-
-	ExecClearTuple(slot);
-	slot->tts_values[LOG_COL_INDEX] = Int64GetDatum((int64) e->index);
-	slot->tts_values[LOG_COL_TERM] = Int64GetDatum((int64) e->term);
-	slot->tts_values[LOG_COL_KIND] = Int16GetDatum((int16) e->type);
-	slot->tts_values[LOG_COL_PAYLOAD] = PointerGetDatum(make_bytea(e->data, e->len));
-	memset(slot->tts_isnull, 0, sizeof(bool) * LOG_NCOLS);
-	ExecStoreVirtualTuple(slot);
-	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, bistate);
-
-	key[0] = Int64GetDatum((int64) e->index);
-	keynull[0] = false;
-	index_insert(idx, key, keynull, &slot->tts_tid, rel, UNIQUE_CHECK_YES,
-				 false, ii);
 }
 
 /* insert one entry (create_cluster's bootstrap entry) */
@@ -320,7 +606,7 @@ StorageAppendEntry(const raft_entry *e)
 	IndexInfo  *ii = BuildIndexInfo(idx);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 
-	log_insert(rel, idx, ii, slot, NULL, e);
+	log_insert_row(rel, idx, ii, slot, NULL, e, 1);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
@@ -439,7 +725,7 @@ StoragePersist(const raft_ready *rd, const RaftpgStateRow *st_old,
 		idx = index_open(log_index_relid, RowExclusiveLock);
 		if (rd->truncate_from > 0)
 		{
-			log_delete(rel, idx, (int64) rd->truncate_from, 0);
+			log_truncate(rel, idx, rd->truncate_from);
 			CommandCounterIncrement();
 			config_changed = true;
 		}
@@ -447,10 +733,10 @@ StoragePersist(const raft_ready *rd, const RaftpgStateRow *st_old,
 		{
 			IndexInfo  *ii = BuildIndexInfo(idx);
 			TupleTableSlot *slot = table_slot_create(rel, NULL);
-			BulkInsertState bistate = rd->n_entries > 16 ? GetBulkInsertState() : NULL;
+			BulkInsertState bistate = packed_size(rd->entries, rd->n_entries) > 16 * LOG_ROW_TARGET ?
+				GetBulkInsertState() : NULL;
 
-			for (i = 0; i < rd->n_entries; i++)
-				log_insert(rel, idx, ii, slot, bistate, &rd->entries[i]);
+			log_insert(rel, idx, ii, slot, bistate, rd->entries, rd->n_entries);
 			if (bistate)
 				FreeBulkInsertState(bistate);
 			ExecDropSingleTupleTableSlot(slot);
@@ -493,4 +779,38 @@ StoragePersist(const raft_ready *rd, const RaftpgStateRow *st_old,
 					  (int64) after->config_index);
 	StorageMaybeFail(RAFTPG_FAULT_AFTER_STATE);
 	StorageMaybeFail(RAFTPG_FAULT_BEFORE_COMMIT);
+}
+
+/*
+ * raftpg.log_entries(): the log, one entry per row, as this node has it.
+ */
+PG_FUNCTION_INFO_V1(raftpg_log_entries);
+Datum
+raftpg_log_entries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StorageLogScan scan;
+	raft_entry	e;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!StorageResolve())
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the raftpg log table is missing in this database"),
+				 errhint("Create the extension with CREATE EXTENSION raftpg.")));
+	StorageLogScanBegin(&scan, 0, GetActiveSnapshot());
+	while (StorageLogScanNext(&scan, &e))
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = Int64GetDatum((int64) e.index);
+		values[1] = Int64GetDatum((int64) e.term);
+		values[2] = Int16GetDatum((int16) e.type);
+		values[3] = PointerGetDatum(make_bytea(e.data, e.len));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		pfree(DatumGetPointer(values[3]));
+	}
+	StorageLogScanEnd(&scan);
+	return (Datum) 0;
 }

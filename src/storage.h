@@ -10,6 +10,11 @@
 #ifndef RAFTPG_STORAGE_H
 #define RAFTPG_STORAGE_H
 
+#include "access/genam.h"
+#include "executor/tuptable.h"
+#include "utils/relcache.h"
+#include "utils/snapshot.h"
+
 #include "raft.h"
 #include "raftpg.h"
 
@@ -33,7 +38,30 @@ typedef struct RaftpgStateRow
 	raft_config contacts;
 } RaftpgStateRow;
 
+/*
+ * Reading entries back from raftpg.log in index order, from a given index
+ * on (StorageLogScanBegin/Next/End).  An entry handed out points into the
+ * scan's current row: it stays valid until the next call.
+ */
+typedef struct StorageLogScan
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	uint64		from;			/* the first index wanted */
+	uint64		prev_last;		/* last index of the row before; 0 = none */
+	bytea	   *row;			/* the current row's entries */
+	bool		row_copied;		/* row was detoasted into a copy of ours */
+	Size		pos;			/* where the next entry starts in row */
+	uint64		next_index;		/* that entry's index */
+	uint64		row_last;		/* the row's last index */
+} StorageLogScan;
+
 extern bool StorageResolve(void);
+extern void StorageLogScanBegin(StorageLogScan *s, uint64 from, Snapshot snap);
+extern bool StorageLogScanNext(StorageLogScan *s, raft_entry *e);
+extern void StorageLogScanEnd(StorageLogScan *s);
 extern void StorageReadState(RaftpgStateRow *st);
 extern void StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries,
 						   size_t *n);

@@ -88,7 +88,7 @@ for my $n ($n2, $n3)
 		$n->name . ": log table identical to the leader's up to $last");
 	is( $n->safe_psql(
 			'postgres',
-			'SELECT s.last_log_index = t.last_log_index AND s.last_log_index = (SELECT max(index) FROM raftpg.log)
+			'SELECT s.last_log_index = t.last_log_index AND s.last_log_index = (SELECT max(index) FROM raftpg.log_entries)
 			 FROM raftpg.status() s, raftpg.state t'),
 		't',
 		$n->name . ': status(), state row and log table agree');

@@ -101,7 +101,7 @@ my $digest = RaftpgTest::log_digest($l2, $last);
 is(RaftpgTest::log_digest($_, $last), $digest, $_->name . ': identical log')
   for @members;
 my $found = $l2->safe_psql('postgres',
-	q{SELECT count(*) FROM raftpg.log WHERE kind = 1 AND convert_from(substr(payload, 2), 'UTF8') ~ '^w[0-9]+$'});
+	q{SELECT count(*) FROM raftpg.log_entries WHERE kind = 1 AND convert_from(substr(payload, 2), 'UTF8') ~ '^w[0-9]+$'});
 is($found, $writes, "all $writes writes acknowledged during the changes are in the log");
 
 $bg->quit;

@@ -28,9 +28,9 @@ sub consistent
 	return $n->safe_psql('postgres',
 		q{SELECT s.last_log_index = t.last_log_index
 			 AND s.last_log_term = t.last_log_term
-			 AND s.last_log_index = (SELECT coalesce(max(index), 0) FROM raftpg.log)
-			 AND s.last_log_index = (SELECT count(*) FROM raftpg.log)
-			 AND s.last_log_term = (SELECT term FROM raftpg.log ORDER BY index DESC LIMIT 1)
+			 AND s.last_log_index = (SELECT coalesce(max(index), 0) FROM raftpg.log_entries)
+			 AND s.last_log_index = (SELECT count(*) FROM raftpg.log_entries)
+			 AND s.last_log_term = (SELECT term FROM raftpg.log_entries ORDER BY index DESC LIMIT 1)
 		  FROM raftpg.status() s, raftpg.state t});
 }
 

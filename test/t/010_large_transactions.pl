@@ -37,7 +37,7 @@ note sprintf('a 66000-row, ~70 MB transaction committed in %.1f s as %d log entr
 	$secs, $after - $before);
 cmp_ok($after - $before, '>=', 64, 'it became at least 64 entries of at most 1 MB');
 is($leader->safe_psql('postgres',
-		"SELECT max(length(payload)) <= 1024 * 1024 FROM raftpg.log WHERE index > $before"),
+		"SELECT max(length(payload)) <= 1024 * 1024 FROM raftpg.log_entries WHERE index > $before"),
 	't', 'no entry is larger than raftpg.max_entry_size');
 RaftpgTest::check_same($leader, 'public.big', 'id', 'a 70 MB transaction', @nodes);
 

@@ -169,7 +169,7 @@ sub log_digest
 	my ($node, $upto) = @_;
 	return $node->safe_psql('postgres',
 		qq{SELECT count(*) || ':' || coalesce(md5(string_agg(index || '/' || term || '/' || kind || '/' || encode(payload, 'hex'), ',' ORDER BY index)), '')
-		   FROM raftpg.log WHERE index <= $upto});
+		   FROM raftpg.log_entries WHERE index <= $upto});
 }
 
 # A digest of a table's rows, ordered by $order (its primary key), and the
