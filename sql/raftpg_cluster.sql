@@ -127,6 +127,12 @@ BEGIN;
 ALTER TABLE raftpg.log ALTER COLUMN last_index TYPE integer;
 SELECT count(*) FROM raftpg.log_entries;
 ROLLBACK;
+-- and so is a row with a null column
+BEGIN;
+ALTER TABLE raftpg.log ALTER COLUMN entries DROP NOT NULL;
+INSERT INTO raftpg.log VALUES (1000000, 1000000, NULL);
+SELECT count(*) FROM raftpg.log_entries;
+ROLLBACK;
 
 -- the inbox is bounded: a batch that does not fit is dropped and counted,
 -- nobody waits

@@ -263,6 +263,11 @@ scan_take_row(StorageLogScan *s)
 	uint64		first;
 
 	slot_getallattrs(s->slot);
+	if (s->slot->tts_isnull[LOG_COL_FIRST] || s->slot->tts_isnull[LOG_COL_LAST] ||
+		s->slot->tts_isnull[LOG_COL_ENTRIES])
+		log_corrupted("it has a null column",
+					  s->slot->tts_isnull[LOG_COL_FIRST] ? s->prev_last + 1 :
+					  (uint64) DatumGetInt64(s->slot->tts_values[LOG_COL_FIRST]));
 	first = (uint64) DatumGetInt64(s->slot->tts_values[LOG_COL_FIRST]);
 	s->row_last = (uint64) DatumGetInt64(s->slot->tts_values[LOG_COL_LAST]);
 	d = s->slot->tts_values[LOG_COL_ENTRIES];
@@ -484,7 +489,11 @@ log_insert_row(Relation rel, Relation idx, IndexInfo *ii, TupleTableSlot *slot,
 		uint64		term = e->term;
 		uint32		len = (uint32) e->len;
 
-		Assert(i == 0 || e->index == entries[i - 1].index + 1);
+		if (i > 0 && e->index != entries[i - 1].index + 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg_internal("raftpg log entries to store are not consecutive: " UINT64_FORMAT " after " UINT64_FORMAT,
+									 (uint64) e->index, (uint64) entries[i - 1].index)));
 		memcpy(p, &term, sizeof(term));
 		p[8] = (char) e->type;
 		memcpy(p + 9, &len, sizeof(len));
