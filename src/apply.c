@@ -12,8 +12,8 @@
  *
  * The node worker publishes the commit index and sets our latch when it
  * moves.  Entries are read back from raftpg.log (StorageLogScan): the log
- * table is the one source, nothing is copied through shared memory.  Each batch of
- * entries is applied in one transaction that also writes the new
+ * table is the one source, nothing is copied through shared memory.  Each
+ * batch of entries is applied in one transaction that also writes the new
  * applied_index into raftpg.apply_state, so a batch is applied wholly or
  * not at all, and a restart resumes after the last committed batch:
  * every entry is applied exactly once, whenever the worker is killed.

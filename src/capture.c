@@ -1443,7 +1443,7 @@ capture_pre_commit(void)
 	req.dsm = seg ? dsm_segment_handle(seg) : DSM_HANDLE_INVALID;
 
 	/*
-	 * Once the request is in the ring the worker may propose it, so an
+	 * Once the request is in the mailbox the worker may propose it, so an
 	 * interrupt must not turn this wait into a definite error: interrupts
 	 * are held (a cancel is noticed by wait_for_majority()).  If the worker
 	 * does not answer in time, the slot says what happened: still

@@ -1,28 +1,28 @@
 /*-------------------------------------------------------------------------
  *
  * mailbox.c
- *	  Bounded byte rings in shared memory, from many writers to the node
+ *	  Bounded byte buffers in shared memory, from many writers to the node
  *	  worker.
  *
- * Two rings reach the worker: the inbox, where backends running
- * raftpg.deliver() put the messages peers send, and the request ring, where
- * backends put what SQL functions ask of the worker (proposals, membership
- * changes, transfers).  A record is a 4-byte length and that many bytes;
- * records wrap around the end of the ring.
+ * Two mailboxes reach the worker: the inbox, where the backends streaming
+ * from peers (or running raftpg.deliver()) put the messages peers send,
+ * and the request mailbox, where backends put what SQL functions ask of
+ * the worker (proposals, membership changes, transfers).  A record is a
+ * 4-byte length and that many bytes.
  *
- * A writer never waits for room: when the ring is full the record is
+ * A writer never waits for room: when the mailbox is full the record is
  * dropped and counted, and the writer is told.  A peer's message lost that
  * way is like one lost on the network -- Raft resends -- and a backend
  * whose request did not fit gets an error it can retry.  Nobody blocks on a
  * worker that is slow or gone.
  *
  * The worker takes every record at once (MailboxDrain), so the lock is held
- * for copies only.  A drain leaves the ring empty, and so puts its write
- * position back at the start: under load the records keep landing on the
- * ring's first pages, which every process has mapped already.  (A ring
- * written round and round would have each backend fault on every one of
- * its pages in turn, about once per transaction for a short-lived
- * connection and a ring of 16 MB.)
+ * for copies only, and a drain leaves the mailbox empty: writers append
+ * from the start of the buffer again.  Under load the records so keep
+ * landing on its first pages, which every process has mapped already.  (A
+ * ring written round and round had each backend fault on every one of its
+ * pages in turn: about once per transaction for a short-lived connection
+ * and 16 MB of requests.)
  *
  * src/mailbox.c
  *
@@ -48,32 +48,9 @@ MailboxInit(RaftpgMailbox *mb, Size capacity, int tranche_id)
 {
 	LWLockInitialize(&mb->lock, tranche_id);
 	mb->capacity = capacity;
-	mb->head = 0;
-	mb->tail = 0;
+	mb->used = 0;
 	mb->records = 0;
 	mb->dropped = 0;
-}
-
-static void
-ring_copy_in(RaftpgMailbox *mb, uint64 pos, const char *src, Size len)
-{
-	Size		off = pos % mb->capacity;
-	Size		first = Min(len, mb->capacity - off);
-
-	memcpy(mb->data + off, src, first);
-	if (first < len)
-		memcpy(mb->data, src + first, len - first);
-}
-
-static void
-ring_copy_out(const RaftpgMailbox *mb, uint64 pos, char *dst, Size len)
-{
-	Size		off = pos % mb->capacity;
-	Size		first = Min(len, mb->capacity - off);
-
-	memcpy(dst, mb->data + off, first);
-	if (first < len)
-		memcpy(dst + first, mb->data, len - first);
 }
 
 /*
@@ -90,13 +67,15 @@ MailboxPut(RaftpgMailbox *mb, const void *hdr, Size hdrlen,
 	if (hdrlen + bodylen > PG_UINT32_MAX - sizeof(uint32))
 		return false;
 	LWLockAcquire(&mb->lock, LW_EXCLUSIVE);
-	ok = (mb->head - mb->tail) + sizeof(uint32) + len <= mb->capacity;
+	ok = mb->used + sizeof(uint32) + len <= mb->capacity;
 	if (ok)
 	{
-		ring_copy_in(mb, mb->head, (const char *) &len, sizeof(uint32));
-		ring_copy_in(mb, mb->head + sizeof(uint32), hdr, hdrlen);
-		ring_copy_in(mb, mb->head + sizeof(uint32) + hdrlen, body, bodylen);
-		mb->head += sizeof(uint32) + len;
+		char	   *p = mb->data + mb->used;
+
+		memcpy(p, &len, sizeof(uint32));
+		memcpy(p + sizeof(uint32), hdr, hdrlen);
+		memcpy(p + sizeof(uint32) + hdrlen, body, bodylen);
+		mb->used += sizeof(uint32) + len;
 		mb->records++;
 	}
 	else
@@ -107,26 +86,26 @@ MailboxPut(RaftpgMailbox *mb, const void *hdr, Size hdrlen,
 
 /*
  * Move every record into buf (a StringInfo the caller resets), as the same
- * length-prefixed records.  Returns the number of records.
+ * length-prefixed records, and empty the mailbox.  Returns the number of
+ * records.
  */
 int
 MailboxDrain(RaftpgMailbox *mb, StringInfo buf)
 {
-	uint64		used;
+	Size		used;
 	int			n = 0;
-	uint64		pos;
+	Size		pos;
 
 	LWLockAcquire(&mb->lock, LW_EXCLUSIVE);
-	used = mb->head - mb->tail;
+	used = mb->used;
 	if (used > 0)
 	{
 		enlargeStringInfo(buf, (int) used);
-		ring_copy_out(mb, mb->tail, buf->data + buf->len, used);
+		memcpy(buf->data + buf->len, mb->data, used);
 		buf->len += (int) used;
 		buf->data[buf->len] = '\0';
+		mb->used = 0;
 	}
-	mb->head = 0;
-	mb->tail = 0;
 	LWLockRelease(&mb->lock);
 
 	/* count records, outside the lock */

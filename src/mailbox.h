@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * mailbox.h
- *	  Bounded byte rings in shared memory, from many writers to the node
+ *	  Bounded byte buffers in shared memory, from many writers to the node
  *	  worker (see mailbox.c).
  *
  * src/mailbox.h
@@ -18,8 +18,7 @@ struct RaftpgMailbox
 {
 	LWLock		lock;
 	Size		capacity;
-	uint64		head;			/* where the next record goes */
-	uint64		tail;			/* where the oldest record starts */
+	Size		used;			/* bytes of records in data, from its start */
 	uint64		records;
 	uint64		dropped;		/* records refused for lack of room */
 	char		data[FLEXIBLE_ARRAY_MEMBER];

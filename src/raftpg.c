@@ -237,7 +237,7 @@ RaftpgShmemSize(void)
 	Size		size = MAXALIGN(rp_shared_size());
 
 	size = add_size(size, MAXALIGN(MailboxShmemSize(rp_inbox_capacity())));
-	size = add_size(size, MAXALIGN(MailboxShmemSize(RAFTPG_REQUEST_RING_SIZE)));
+	size = add_size(size, MAXALIGN(MailboxShmemSize(RAFTPG_REQUEST_MAILBOX_SIZE)));
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(RaftpgCommitSlot))));
 	return size;
 }
@@ -265,7 +265,7 @@ rp_shmem_startup(void)
 	RaftpgInbox = ShmemInitStruct("raftpg inbox",
 								  MailboxShmemSize(rp_inbox_capacity()), &found);
 	RaftpgRequests = ShmemInitStruct("raftpg requests",
-									 MailboxShmemSize(RAFTPG_REQUEST_RING_SIZE),
+									 MailboxShmemSize(RAFTPG_REQUEST_MAILBOX_SIZE),
 									 &found);
 	RaftpgCommitSlots = ShmemInitStruct("raftpg commit slots",
 										mul_size(MaxBackends, sizeof(RaftpgCommitSlot)),
@@ -286,7 +286,7 @@ rp_shmem_startup(void)
 					(errmsg("raftpg could not draw a random incarnation number")));
 		ConditionVariableInit(&RaftpgShmem->cv);
 		MailboxInit(RaftpgInbox, rp_inbox_capacity(), tranche);
-		MailboxInit(RaftpgRequests, RAFTPG_REQUEST_RING_SIZE, tranche);
+		MailboxInit(RaftpgRequests, RAFTPG_REQUEST_MAILBOX_SIZE, tranche);
 		memset(RaftpgCommitSlots, 0, mul_size(MaxBackends, sizeof(RaftpgCommitSlot)));
 	}
 

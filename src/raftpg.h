@@ -138,9 +138,9 @@ typedef enum RaftpgRequestKind
 #define RAFTPG_PAYLOAD_OPAQUE	0
 #define RAFTPG_PAYLOAD_TXN		1	/* a chunk of a transaction (changes.h) */
 
-/* the ring backends hand requests to the node worker through */
-#define RAFTPG_REQUEST_RING_SIZE	(16 * 1024 * 1024)
-/* the largest body a request carries in the ring; larger ones go by DSM */
+/* the mailbox backends hand requests to the node worker through */
+#define RAFTPG_REQUEST_MAILBOX_SIZE	(16 * 1024 * 1024)
+/* the largest body a request carries in the mailbox; larger ones go by DSM */
 #define RAFTPG_MAX_INLINE_BODY		(1024 * 1024)
 
 typedef struct RaftpgRequest
@@ -155,7 +155,7 @@ typedef struct RaftpgRequest
 
 /*
  * The body of an ADD request (the request header stays small: every
- * transaction's proposal copies one through the request ring).
+ * transaction's proposal copies one through the request mailbox).
  */
 typedef struct RaftpgMemberArgs
 {

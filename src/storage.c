@@ -12,11 +12,12 @@
  * packed as term, kind and length, then the payload (LOG_ENTRY_HDR).  The
  * rows are contiguous: every index from the first row's first to the last
  * row's last is in exactly one row.  raftpg.log_entries() shows them one
- * per line.  raftpg.state holds one row with
- * everything that must survive a crash beside the entries: this node's id,
- * the cluster's id, current term, vote, where the log ends (last index and
- * term), the commit index, the snapshot's index, term and configuration,
- * and the current configuration.
+ * per line.
+ *
+ * raftpg.state holds one row with everything that must survive a crash
+ * beside the entries: this node's id, the cluster's id, current term, vote,
+ * where the log ends (last index and term), the commit index, the
+ * snapshot's index, term and configuration, and the current configuration.
  *
  * The one rule this file exists for (DESIGN.md): a batch handed out by the
  * consensus core -- a suffix to delete, entries to add, a hard state -- is
@@ -246,6 +247,7 @@ StorageReadState(RaftpgStateRow *st)
 				 errhint("Drop and re-create the extension.")));
 }
 
+/* the row beginning at first does not hold what its columns say */
 static void
 log_corrupted(const char *what, uint64 first)
 {
@@ -269,6 +271,7 @@ scan_take_row(StorageLogScan *s)
 					  s->slot->tts_isnull[LOG_COL_FIRST] ? s->prev_last + 1 :
 					  (uint64) DatumGetInt64(s->slot->tts_values[LOG_COL_FIRST]));
 	first = (uint64) DatumGetInt64(s->slot->tts_values[LOG_COL_FIRST]);
+	s->row_first = first;
 	s->row_last = (uint64) DatumGetInt64(s->slot->tts_values[LOG_COL_LAST]);
 	d = s->slot->tts_values[LOG_COL_ENTRIES];
 	s->row = DatumGetByteaPP(d);
@@ -346,15 +349,15 @@ row_next_entry(StorageLogScan *s, raft_entry *e)
 	if (s->next_index > s->row_last)
 	{
 		if (s->pos != avail)
-			log_corrupted("it holds more than its index range", s->row_last);
+			log_corrupted("it holds more than its index range", s->row_first);
 		return false;
 	}
 	if (avail - s->pos < LOG_ENTRY_HDR)
-		log_corrupted("an entry is cut short", s->next_index);
+		log_corrupted("an entry is cut short", s->row_first);
 	memcpy(&term, p + s->pos, sizeof(term));
 	memcpy(&len, p + s->pos + 9, sizeof(len));
 	if (avail - s->pos - LOG_ENTRY_HDR < len)
-		log_corrupted("an entry is cut short", s->next_index);
+		log_corrupted("an entry is cut short", s->row_first);
 	e->index = s->next_index;
 	e->term = term;
 	e->type = (uint8) p[s->pos + 8];
@@ -463,6 +466,29 @@ packed_size(const raft_entry *entries, size_t n)
 	return size;
 }
 
+/* insert the row (first, last, entries) */
+static void
+log_insert_packed(Relation rel, Relation idx, IndexInfo *ii,
+				  TupleTableSlot *slot, BulkInsertState bistate,
+				  uint64 first, uint64 last, bytea *entries)
+{
+	Datum		key[INDEX_MAX_KEYS];
+	bool		keynull[INDEX_MAX_KEYS];
+
+	ExecClearTuple(slot);
+	slot->tts_values[LOG_COL_FIRST] = Int64GetDatum((int64) first);
+	slot->tts_values[LOG_COL_LAST] = Int64GetDatum((int64) last);
+	slot->tts_values[LOG_COL_ENTRIES] = PointerGetDatum(entries);
+	memset(slot->tts_isnull, 0, sizeof(bool) * LOG_NCOLS);
+	ExecStoreVirtualTuple(slot);
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, bistate);
+
+	key[0] = Int64GetDatum((int64) first);
+	keynull[0] = false;
+	index_insert(idx, key, keynull, &slot->tts_tid, rel, UNIQUE_CHECK_YES,
+				 false, ii);
+}
+
 /* insert one row holding entries[0 .. n-1] (n >= 1, consecutive) */
 static void
 log_insert_row(Relation rel, Relation idx, IndexInfo *ii, TupleTableSlot *slot,
@@ -471,8 +497,6 @@ log_insert_row(Relation rel, Relation idx, IndexInfo *ii, TupleTableSlot *slot,
 	Size		size = packed_size(entries, n);
 	bytea	   *b;
 	char	   *p;
-	Datum		key[INDEX_MAX_KEYS];
-	bool		keynull[INDEX_MAX_KEYS];
 	size_t		i;
 
 	if (size > MaxAllocSize - VARHDRSZ)
@@ -501,19 +525,8 @@ log_insert_row(Relation rel, Relation idx, IndexInfo *ii, TupleTableSlot *slot,
 			memcpy(p + LOG_ENTRY_HDR, e->data, len);
 		p += LOG_ENTRY_HDR + len;
 	}
-
-	ExecClearTuple(slot);
-	slot->tts_values[LOG_COL_FIRST] = Int64GetDatum((int64) entries[0].index);
-	slot->tts_values[LOG_COL_LAST] = Int64GetDatum((int64) entries[n - 1].index);
-	slot->tts_values[LOG_COL_ENTRIES] = PointerGetDatum(b);
-	memset(slot->tts_isnull, 0, sizeof(bool) * LOG_NCOLS);
-	ExecStoreVirtualTuple(slot);
-	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, bistate);
-
-	key[0] = Int64GetDatum((int64) entries[0].index);
-	keynull[0] = false;
-	index_insert(idx, key, keynull, &slot->tts_tid, rel, UNIQUE_CHECK_YES,
-				 false, ii);
+	log_insert_packed(rel, idx, ii, slot, bistate, entries[0].index,
+					  entries[n - 1].index, b);
 	pfree(b);
 }
 
@@ -551,8 +564,8 @@ log_truncate(Relation rel, Relation idx, uint64 from)
 	ScanKeyData key;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	Snapshot	snap = GetActiveSnapshot();
-	raft_entry *keep = NULL;
-	size_t		nkeep = 0;
+	bytea	   *keep = NULL;
+	uint64		keep_first = 0;
 
 	/* the row before from: does it reach into the part to delete? */
 	ScanKeyInit(&key, 1, BTLessStrategyNumber, F_INT8LT,
@@ -570,20 +583,19 @@ log_truncate(Relation rel, Relation idx, uint64 from)
 			StorageLogScan rs;
 			raft_entry	e;
 
-			/* copy the entries before from, then delete the row */
+			/*
+			 * The entries before from are the row's first bytes: walk them
+			 * (checking them), copy them, then delete the row.
+			 */
 			memset(&rs, 0, sizeof(rs));
 			rs.slot = slot;
 			scan_take_row(&rs);
-			keep = palloc(sizeof(raft_entry) * (from - first));
-			while (nkeep < from - first)
-			{
-				if (!row_next_entry(&rs, &e))
-					log_corrupted("an entry is missing", first);
-				keep[nkeep] = e;
-				keep[nkeep].data = palloc(e.len > 0 ? e.len : 1);
-				memcpy(keep[nkeep].data, e.data, e.len);
-				nkeep++;
-			}
+			while (rs.next_index < from)
+				(void) row_next_entry(&rs, &e);
+			keep = (bytea *) palloc(VARHDRSZ + rs.pos);
+			SET_VARSIZE(keep, VARHDRSZ + rs.pos);
+			memcpy(VARDATA(keep), VARDATA_ANY(rs.row), rs.pos);
+			keep_first = first;
 			scan_release_row(&rs);
 			simple_table_tuple_delete(rel, &slot->tts_tid, snap);
 		}
@@ -598,10 +610,11 @@ log_truncate(Relation rel, Relation idx, uint64 from)
 		simple_table_tuple_delete(rel, &slot->tts_tid, snap);
 	index_endscan(scan);
 
-	if (nkeep > 0)
+	if (keep != NULL)
 	{
 		CommandCounterIncrement();
-		log_insert_row(rel, idx, BuildIndexInfo(idx), slot, NULL, keep, nkeep);
+		log_insert_packed(rel, idx, BuildIndexInfo(idx), slot, NULL,
+						  keep_first, from - 1, keep);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 }

@@ -55,7 +55,8 @@ typedef struct StorageLogScan
 	bool		row_copied;		/* row was detoasted into a copy of ours */
 	Size		pos;			/* where the next entry starts in row */
 	uint64		next_index;		/* that entry's index */
-	uint64		row_last;		/* the row's last index */
+	uint64		row_first;		/* the row's first index */
+	uint64		row_last;		/* and its last */
 } StorageLogScan;
 
 extern bool StorageResolve(void);
