@@ -409,15 +409,48 @@ node_check_tables(void)
  * Waiting
  * ----------
  */
+/*
+ * The wait set, kept from one pass to the next: building one costs an
+ * epoll descriptor, a system call per socket and closing the descriptor
+ * again, on every pass that sleeps.  It is built anew only when the
+ * sockets to wait on change (a connection opened or lost, or one still
+ * being set up, whose socket libpq may replace under the same number);
+ * otherwise each socket's events are adjusted, which costs nothing unless
+ * they changed.
+ */
+static WaitEventSet *wait_set = NULL;
+static int	wait_n = 0;
+static TransportWait *wait_socks = NULL;	/* as the set has them */
+static int	wait_socks_size = 0;
+static int	wait_pos[RAFT_MAX_SERVERS];
+
+static bool
+wait_set_reusable(const TransportWait *w, int n)
+{
+	int			i;
+
+	if (wait_set == NULL || n != wait_n)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!w[i].settled || !wait_socks[i].settled ||
+			w[i].sock != wait_socks[i].sock ||
+			w[i].conn_serial != wait_socks[i].conn_serial ||
+			w[i].peer != wait_socks[i].peer)
+			return false;
+	return true;
+}
+
 static void
 node_wait(void)
 {
-	WaitEventSet *set;
 	WaitEvent	events[RAFT_MAX_SERVERS + 2];
+	TransportWait *w;
 	long		timeout;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz reconnect;
 	int			npeers = 0;
+	int			n;
+	int			i;
 
 	if (core == NULL)
 		timeout = RAFTPG_UNCONFIGURED_POLL_MS;
@@ -426,9 +459,9 @@ node_wait(void)
 
 	/*
 	 * Under load the latch is set again before the pass ends (messages and
-	 * requests keep arriving): go round at once, without building a wait
-	 * set and its epoll descriptor only to find it ready.  The peers'
-	 * sockets are polled every pass anyway (TransportPoll).
+	 * requests keep arriving): go round at once, without even looking at
+	 * the wait set.  The peers' sockets are polled every pass anyway
+	 * (TransportPoll).
 	 */
 	if (MyLatch->is_set || timeout == 0)
 	{
@@ -437,16 +470,42 @@ node_wait(void)
 	}
 
 	(void) TransportPeers(&npeers);
-	set = CreateWaitEventSet(loop_cxt, npeers + 2);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	reconnect = TransportAddEvents(set);
+	w = palloc(sizeof(TransportWait) * Max(npeers, 1));
+	n = TransportWaitSockets(w, &reconnect);
+	Assert(n <= npeers && n <= RAFT_MAX_SERVERS);
 	if (reconnect != 0)
 		timeout = Min(timeout, Max(0, (long) ((reconnect - now) / 1000)));
 
-	(void) WaitEventSetWait(set, timeout, events, lengthof(events),
+	if (wait_set_reusable(w, n))
+	{
+		for (i = 0; i < n; i++)
+			ModifyWaitEvent(wait_set, wait_pos[i], w[i].events, NULL);
+	}
+	else
+	{
+		if (wait_set != NULL)
+			FreeWaitEventSet(wait_set);
+		wait_set = CreateWaitEventSet(TopMemoryContext, n + 2);
+		AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < n; i++)
+			wait_pos[i] = AddWaitEventToSet(wait_set, w[i].events, w[i].sock,
+											NULL, w[i].peer);
+		if (n > wait_socks_size)
+		{
+			wait_socks_size = Max(n, 4);
+			wait_socks = wait_socks ?
+				repalloc(wait_socks, sizeof(TransportWait) * wait_socks_size) :
+				MemoryContextAlloc(TopMemoryContext,
+								   sizeof(TransportWait) * wait_socks_size);
+		}
+		if (n > 0)
+			memcpy(wait_socks, w, sizeof(TransportWait) * n);
+		wait_n = n;
+	}
+
+	(void) WaitEventSetWait(wait_set, timeout, events, lengthof(events),
 							PG_WAIT_EXTENSION);
-	FreeWaitEventSet(set);
 	ResetLatch(MyLatch);
 }
 

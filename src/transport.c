@@ -73,6 +73,7 @@
 
 static TransportPeer *peers = NULL;
 static int	n_peers = 0;
+static uint64 conn_serial = 0;	/* of the last connection opened */
 static MemoryContext TransportContext = NULL;
 
 static void peer_disconnect(TransportPeer *p, const char *why);
@@ -285,6 +286,7 @@ static void
 peer_connect(TransportPeer *p)
 {
 	p->conn = TransportConnectStart(p->conninfo);
+	p->conn_serial = ++conn_serial;
 	if (p->conn == NULL || PQstatus(p->conn) == CONNECTION_BAD)
 	{
 		peer_disconnect(p, NULL);
@@ -466,20 +468,24 @@ peer_consume(TransportPeer *p)
 }
 
 /*
- * Add the sockets to wait for to set; returns the earliest time a
- * reconnection is due (0 if none).
+ * The sockets to wait for, at most one per peer, into w (room for
+ * RAFT_MAX_SERVERS); returns how many, and sets *reconnect to the earliest
+ * time a reconnection is due (0 if none).  A socket is "settled" once its
+ * connection is up: until then libpq may close it and open another under
+ * the same number, so a wait set must not keep it from one pass to the
+ * next.
  */
-TimestampTz
-TransportAddEvents(WaitEventSet *set)
+int
+TransportWaitSockets(TransportWait *w, TimestampTz *reconnect)
 {
 	int			i;
+	int			n = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
 
 	for (i = 0; i < n_peers; i++)
 	{
 		TransportPeer *p = &peers[i];
-		uint32		ev = 0;
 
 		if (p->state == PEER_DISCONNECTED && p->next_attempt > now)
 		{
@@ -489,14 +495,20 @@ TransportAddEvents(WaitEventSet *set)
 		}
 		if (p->conn == NULL || PQsocket(p->conn) < 0)
 			continue;
+		w[n].sock = PQsocket(p->conn);
 		if (p->state == PEER_CONNECTING)
-			ev = p->poll_status == PGRES_POLLING_READING ?
+			w[n].events = p->poll_status == PGRES_POLLING_READING ?
 				WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
 		else
-			ev = WL_SOCKET_READABLE | (p->flush_pending ? WL_SOCKET_WRITEABLE : 0);
-		(void) AddWaitEventToSet(set, ev, PQsocket(p->conn), NULL, p);
+			w[n].events = WL_SOCKET_READABLE |
+				(p->flush_pending ? WL_SOCKET_WRITEABLE : 0);
+		w[n].conn_serial = p->conn_serial;
+		w[n].settled = p->state != PEER_CONNECTING;
+		w[n].peer = p;
+		n++;
 	}
-	return next;
+	*reconnect = next;
+	return n;
 }
 
 /* advance every connection: connect, start streams, read, flush */

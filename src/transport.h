@@ -33,6 +33,7 @@ typedef struct TransportPeer
 	char	   *conninfo;
 	TransportPeerState state;
 	PGconn	   *conn;
+	uint64		conn_serial;	/* names conn: a socket number is reused */
 	PostgresPollingStatusType poll_status;
 	TimestampTz next_attempt;	/* DISCONNECTED: when to try again */
 	int			backoff_ms;
@@ -51,7 +52,18 @@ extern TransportPeer *TransportPeers(int *n);
 extern TransportPeer *TransportGetPeer(uint64 id);
 extern void TransportQueue(TransportPeer *p, const uint8 *msg, size_t len);
 extern void TransportFlush(void);
-extern TimestampTz TransportAddEvents(WaitEventSet *set);
+
+/* a socket the node worker waits on (TransportWaitSockets) */
+typedef struct TransportWait
+{
+	pgsocket	sock;
+	uint32		events;			/* WL_SOCKET_* */
+	uint64		conn_serial;	/* the connection it belongs to */
+	bool		settled;		/* not connecting: the socket stays */
+	TransportPeer *peer;
+} TransportWait;
+
+extern int	TransportWaitSockets(TransportWait *w, TimestampTz *reconnect);
 extern void TransportPoll(uint64 cluster_id);
 extern void TransportShutdown(void);
 extern char *TransportCheckConninfo(const char *conninfo);
