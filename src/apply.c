@@ -105,6 +105,12 @@ static Oid	origin_index_relid = InvalidOid;
 static uint64 applied_index = 0;
 static uint64 applied_term = 0;
 
+/*
+ * The first index of the log row that holds entry applied_index, where the
+ * next batch's scan starts (StorageLogScanBegin); 0 when not known.
+ */
+static uint64 applied_row = 0;
+
 static MemoryContext apply_cxt = NULL;
 static uint64 loaded_cluster_id = 0;	/* the cluster the tables are of */
 
@@ -263,6 +269,7 @@ RaftpgApplyMain(Datum main_arg)
 			loaded_cluster_id = cluster_id;
 			applied_index = 0;
 			applied_term = 0;
+			applied_row = 0;
 		}
 
 		if (!OidIsValid(state_relid) && cluster_id != 0)
@@ -365,6 +372,7 @@ apply_load_state(void)
 		slot_getallattrs(slot);
 		applied_index = (uint64) DatumGetInt64(slot->tts_values[0]);
 		applied_term = (uint64) DatumGetInt64(slot->tts_values[1]);
+		applied_row = 0;
 		rows++;
 	}
 	table_endscan(scan);
@@ -454,12 +462,14 @@ end_doomed_writers(void)
  * current transaction; returns the last entry wholly handled and its term.
  */
 static pg_noinline void
-apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
+apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out,
+			  uint64 *done_row_out)
 {
 	StorageLogScan scan;
 	raft_entry	e;
 	uint64		done = applied_index;
 	uint64		done_term = applied_term;
+	uint64		done_row = applied_row;
 	uint64		expect = applied_index + 1;
 	int			n = 0;
 	Size		bytes = 0;
@@ -469,7 +479,8 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply batch",
 									  ALLOCSET_DEFAULT_SIZES);
 
-	StorageLogScanBegin(&scan, applied_index + 1, GetActiveSnapshot());
+	StorageLogScanBegin(&scan, applied_index + 1, applied_row,
+						GetActiveSnapshot());
 	txn.open = false;
 	while (StorageLogScanNext(&scan, &e))
 	{
@@ -517,12 +528,14 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 			/* no-ops, configurations and opaque entries change no table */
 			done = index;
 			done_term = term;
+			done_row = StorageLogScanRow(&scan);
 		}
 		else if (!txn.open && h.chunk_no != 0)
 		{
 			/* the rest of a transaction whose start was discarded */
 			done = index;
 			done_term = term;
+			done_row = StorageLogScanRow(&scan);
 		}
 		else
 		{
@@ -543,6 +556,7 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 				txn.open = false;
 				done = index;
 				done_term = term;
+				done_row = StorageLogScanRow(&scan);
 			}
 		}
 		if (!txn.open && (++n >= APPLY_BATCH_ENTRIES || bytes >= APPLY_BATCH_BYTES))
@@ -562,6 +576,7 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out)
 	current_index = 0;
 	*done_out = done;
 	*done_term_out = done_term;
+	*done_row_out = done_row;
 }
 
 /*
@@ -574,6 +589,7 @@ apply_batch(uint64 target)
 	ErrorContextCallback errcb;
 	uint64		done;
 	uint64		done_term;
+	uint64		done_row;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
 	errcb.callback = apply_error_callback;
@@ -587,7 +603,7 @@ apply_batch(uint64 target)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "raftpg: applying the log");
-		apply_entries(target, &done, &done_term);
+		apply_entries(target, &done, &done_term, &done_row);
 		if (done > applied_index)
 			apply_save_state(done, done_term);
 		PopActiveSnapshot();
@@ -624,6 +640,7 @@ apply_batch(uint64 target)
 	{
 		applied_index = done;
 		applied_term = done_term;
+		applied_row = done_row;
 		apply_publish();
 	}
 	else

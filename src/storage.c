@@ -299,9 +299,17 @@ scan_release_row(StorageLogScan *s)
 /*
  * Begin reading the entries with index >= from (from 0: all of them),
  * under snap.  The caller is in a transaction.
+ *
+ * row_hint, if not 0, is the first index of a row that holds a committed
+ * entry before from, with no committed entry missing between them: the
+ * row that held the last entry a reader took (StorageLogScanRow()).  The
+ * scan then starts there instead of searching for the row that holds
+ * from.  Such a row stays where it is: a truncation keeps every committed
+ * entry and cuts a row only after them.
  */
 void
-StorageLogScanBegin(StorageLogScan *s, uint64 from, Snapshot snap)
+StorageLogScanBegin(StorageLogScan *s, uint64 from, uint64 row_hint,
+					Snapshot snap)
 {
 	ScanKeyData key;
 	uint64		start = from;
@@ -312,9 +320,11 @@ StorageLogScanBegin(StorageLogScan *s, uint64 from, Snapshot snap)
 	s->idx = index_open(log_index_relid, AccessShareLock);
 	s->slot = table_slot_create(s->rel, NULL);
 
-	/* the row that holds from begins at the greatest first index <= from */
-	if (from > 0)
+	if (row_hint != 0 && row_hint <= from)
+		start = row_hint;
+	else if (from > 0)
 	{
+		/* the row that holds from begins at the greatest first index <= from */
 		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT8LE,
 					Int64GetDatum((int64) from));
 		s->scan = index_beginscan(s->rel, s->idx, snap, 1, 0);
@@ -332,6 +342,13 @@ StorageLogScanBegin(StorageLogScan *s, uint64 from, Snapshot snap)
 				Int64GetDatum((int64) start));
 	s->scan = index_beginscan(s->rel, s->idx, snap, 1, 0);
 	index_rescan(s->scan, &key, 1, NULL, 0);
+}
+
+/* the first index of the row that held the last entry returned */
+uint64
+StorageLogScanRow(const StorageLogScan *s)
+{
+	return s->row_first;
 }
 
 /*
@@ -419,7 +436,7 @@ StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries, size_t *n)
 	int64		expect = st->snapshot_index + 1;
 	int64		last_term = st->snapshot_term;
 
-	StorageLogScanBegin(&scan, (uint64) expect, GetActiveSnapshot());
+	StorageLogScanBegin(&scan, (uint64) expect, 0, GetActiveSnapshot());
 	while (StorageLogScanNext(&scan, &e))
 	{
 		raft_entry *c;
@@ -820,7 +837,7 @@ raftpg_log_entries(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("the raftpg log table is missing in this database"),
 				 errhint("Create the extension with CREATE EXTENSION raftpg.")));
-	StorageLogScanBegin(&scan, 0, GetActiveSnapshot());
+	StorageLogScanBegin(&scan, 0, 0, GetActiveSnapshot());
 	while (StorageLogScanNext(&scan, &e))
 	{
 		Datum		values[4];

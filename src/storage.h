@@ -60,7 +60,9 @@ typedef struct StorageLogScan
 } StorageLogScan;
 
 extern bool StorageResolve(void);
-extern void StorageLogScanBegin(StorageLogScan *s, uint64 from, Snapshot snap);
+extern void StorageLogScanBegin(StorageLogScan *s, uint64 from, uint64 row_hint,
+								Snapshot snap);
+extern uint64 StorageLogScanRow(const StorageLogScan *s);
 extern bool StorageLogScanNext(StorageLogScan *s, raft_entry *e);
 extern void StorageLogScanEnd(StorageLogScan *s);
 extern void StorageReadState(RaftpgStateRow *st);
