@@ -205,6 +205,7 @@ static void
 node_detach_shmem(int code, Datum arg)
 {
 	TransportShutdown();
+	TransportDirectShutdown();
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	if (RaftpgShmem->worker_pid == MyProcPid)
 	{
@@ -422,7 +423,7 @@ static WaitEventSet *wait_set = NULL;
 static int	wait_n = 0;
 static TransportWait *wait_socks = NULL;	/* as the set has them */
 static int	wait_socks_size = 0;
-static int	wait_pos[RAFT_MAX_SERVERS];
+static int	wait_pos[RAFT_MAX_SERVERS + 1 + RAFTPG_MAX_DIRECT];
 
 static bool
 wait_set_reusable(const TransportWait *w, int n)
@@ -448,7 +449,6 @@ node_wait(void)
 	long		timeout;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz reconnect;
-	int			npeers = 0;
 	int			n;
 	int			i;
 
@@ -469,10 +469,10 @@ node_wait(void)
 		return;
 	}
 
-	(void) TransportPeers(&npeers);
-	w = palloc(sizeof(TransportWait) * Max(npeers, 1));
-	n = TransportWaitSockets(w, &reconnect);
-	Assert(n <= npeers && n <= RAFT_MAX_SERVERS);
+	w = palloc(sizeof(TransportWait) * TransportWaitCapacity());
+	/* a worker that is no member yet leaves streams unread */
+	n = TransportWaitSockets(w, core != NULL, &reconnect);
+	Assert(n <= lengthof(wait_pos));
 	if (reconnect != 0)
 		timeout = Min(timeout, Max(0, (long) ((reconnect - now) / 1000)));
 
@@ -513,6 +513,65 @@ node_wait(void)
  * Input
  * ----------
  */
+/* one batch of length-prefixed messages, from the inbox or a stream */
+static void
+node_receive_batch(const char *rec, uint32 len)
+{
+	uint32		off = 0;
+
+	while (off + sizeof(uint32) <= len)
+	{
+		uint32		mlen;
+		raft_message m;
+		int			rc;
+
+		memcpy(&mlen, rec + off, sizeof(uint32));
+		off += sizeof(uint32);
+		if (mlen > len - off)
+		{
+			stats.messages_malformed++;
+			ereport(LOG,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("raftpg: dropped a truncated message batch")));
+			break;
+		}
+		rc = raft_decode_message((const uint8_t *) rec + off, mlen, &m);
+		off += mlen;
+		stats.messages_in++;
+		stats.bytes_in += mlen;
+		if (rc != RAFT_OK)
+		{
+			stats.messages_malformed++;
+			ereport(LOG,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("raftpg: dropped a malformed message: %s",
+							raft_strerror(rc))));
+			continue;
+		}
+		if (m.type == RAFT_MSG_APPEND_RESP && m.reject)
+			stats.append_rejects_received++;
+		rc = raft_step(core, &m);
+		if (rc != RAFT_OK && rc != RAFT_EINVAL)
+		{
+			stats.entries_refused++;
+			ereport(LOG,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raftpg: refused log entries from node " UINT64_FORMAT " after index " UINT64_FORMAT ": %s",
+							(uint64) m.from, (uint64) m.index,
+							raft_strerror(rc)),
+					 errdetail("Nothing was stored; the sender was told the append failed.")));
+		}
+		raft_message_free(&m);
+	}
+}
+
+/*
+ * Feed the core what peers sent: first what backends passed on through the
+ * inbox, then what the streams the worker reads itself hold.  A stream is
+ * handed over only after everything its backend passed on is in the inbox,
+ * and the hand-offs are taken first, so each stream's messages keep their
+ * order.
+ */
 static void
 node_receive(void)
 {
@@ -520,60 +579,14 @@ node_receive(void)
 	const char *rec;
 	uint32		len;
 
+	TransportDirectAccept();
 	resetStringInfo(&drain_buf);
-	if (MailboxDrain(RaftpgInbox, &drain_buf) == 0)
-		return;
-
-	while (MailboxNext(&drain_buf, &cursor, &rec, &len))
+	if (MailboxDrain(RaftpgInbox, &drain_buf) > 0)
 	{
-		uint32		off = 0;
-
-		/* one deliver() call: length-prefixed messages */
-		while (off + sizeof(uint32) <= len)
-		{
-			uint32		mlen;
-			raft_message m;
-			int			rc;
-
-			memcpy(&mlen, rec + off, sizeof(uint32));
-			off += sizeof(uint32);
-			if (mlen > len - off)
-			{
-				stats.messages_malformed++;
-				ereport(LOG,
-						(errcode(ERRCODE_PROTOCOL_VIOLATION),
-						 errmsg("raftpg: dropped a truncated message batch")));
-				break;
-			}
-			rc = raft_decode_message((const uint8_t *) rec + off, mlen, &m);
-			off += mlen;
-			stats.messages_in++;
-			stats.bytes_in += mlen;
-			if (rc != RAFT_OK)
-			{
-				stats.messages_malformed++;
-				ereport(LOG,
-						(errcode(ERRCODE_PROTOCOL_VIOLATION),
-						 errmsg("raftpg: dropped a malformed message: %s",
-								raft_strerror(rc))));
-				continue;
-			}
-			if (m.type == RAFT_MSG_APPEND_RESP && m.reject)
-				stats.append_rejects_received++;
-			rc = raft_step(core, &m);
-			if (rc != RAFT_OK && rc != RAFT_EINVAL)
-			{
-				stats.entries_refused++;
-				ereport(LOG,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("raftpg: refused log entries from node " UINT64_FORMAT " after index " UINT64_FORMAT ": %s",
-								(uint64) m.from, (uint64) m.index,
-								raft_strerror(rc)),
-						 errdetail("Nothing was stored; the sender was told the append failed.")));
-			}
-			raft_message_free(&m);
-		}
+		while (MailboxNext(&drain_buf, &cursor, &rec, &len))
+			node_receive_batch(rec, len);
 	}
+	TransportDirectRead((uint64) state.cluster_id, node_receive_batch);
 }
 
 static void

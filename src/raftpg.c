@@ -42,6 +42,7 @@
 #include "mailbox.h"
 #include "reads.h"
 #include "sequences.h"
+#include "transport.h"
 
 PG_MODULE_MAGIC;
 
@@ -156,6 +157,19 @@ _PG_init(void)
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("raftpg.direct_receive",
+							 "Lets the node worker read peers' message streams "
+							 "from their sockets itself.",
+							 "Off: the backend that receives a stream passes "
+							 "each message on through shared memory.  Streams "
+							 "over SSL or GSSAPI encryption are always passed "
+							 "on.",
+							 &raftpg_direct_receive,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("raftpg.sequence_reserve",
 							"Values of a replicated table's sequence the "
 							"leader reserves through the log at a time.",
@@ -184,6 +198,7 @@ _PG_init(void)
 	shmem_startup_hook = rp_shmem_startup;
 
 	rp_register_node_worker();
+	TransportDirectInit();
 
 }
 

@@ -206,6 +206,35 @@ typedef struct RaftpgCommitSlot
 	uint64		term;			/* PROPOSED: the term it was proposed in */
 } RaftpgCommitSlot;
 
+/*
+ * Streams read by the node worker itself (transport.c).  A backend running
+ * raftpg.stream() may hand its client socket to the node worker, which
+ * then reads the peer's messages straight from it: no copy through the
+ * inbox, and one process less to wake per message.  The slot says who
+ * reads the socket: the backend until the worker took it (OFFERED ->
+ * TAKEN), the worker after.  Whichever side ends the stream first says so
+ * (CLOSED_BY_*), and the other then lets go of its end; the backend's exit
+ * or the worker's frees the slot.
+ */
+#define RAFTPG_MAX_DIRECT	(2 * RAFT_MAX_SERVERS)
+
+typedef enum RaftpgDirectState
+{
+	RAFTPG_DIRECT_FREE = 0,
+	RAFTPG_DIRECT_OFFERED,		/* socket sent, the worker has not taken it */
+	RAFTPG_DIRECT_TAKEN,		/* the worker reads it */
+	RAFTPG_DIRECT_CLOSED_BY_WORKER, /* the backend is to end the session */
+	RAFTPG_DIRECT_CLOSED_BY_BACKEND /* the worker is to close its end */
+} RaftpgDirectState;
+
+typedef struct RaftpgDirectSlot
+{
+	int32		state;			/* RaftpgDirectState */
+	int			procno;			/* the backend's PGPROC, for its latch */
+	uint64		serial;			/* names this hand-off */
+	uint64		cluster_id;		/* the stream's */
+} RaftpgDirectSlot;
+
 typedef struct RaftpgShared
 {
 	LWLock		lock;			/* protects everything below */
@@ -265,6 +294,10 @@ typedef struct RaftpgShared
 	/* fault injection, superuser only */
 	RaftpgFaultPoint fault_point;
 	int			fault_remaining;
+
+	/* streams handed to the node worker */
+	uint64		direct_serial;	/* of the last hand-off */
+	RaftpgDirectSlot direct[RAFTPG_MAX_DIRECT];
 
 	/* backends wait here for replies and for commit progress */
 	ConditionVariable cv;

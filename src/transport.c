@@ -33,11 +33,30 @@
  * worker does, and a message that does not decode is logged and dropped
  * there, never trusted.
  *
+ * Direct receiving.  Passing every message on costs a copy and one more
+ * process to wake on each message's way.  So once a stream is set up, and
+ * between two messages with nothing of the next one read, its backend
+ * offers the connection's socket to the node worker (raftpg.h,
+ * RaftpgDirectSlot): it sends the descriptor over a socket pair the
+ * postmaster made for the purpose, and the worker then reads the CopyData
+ * messages from the socket itself, in its own wait loop.  The backend
+ * stays, reading nothing, until either side ends the stream; its session
+ * (authentication, pg_stat_activity, termination) is the stream's as
+ * before.  A connection encrypted by SSL or GSSAPI is never offered (the
+ * worker could not decrypt it), nor any with raftpg.direct_receive off;
+ * an offer the worker does not take within seconds is withdrawn, and the
+ * backend passes the messages on as before.
+ *
  * src/transport.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <arpa/inet.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -48,7 +67,10 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
+#include "libpq/libpq-be.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "tcop/dest.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -74,6 +96,62 @@
 static TransportPeer *peers = NULL;
 static int	n_peers = 0;
 static uint64 conn_serial = 0;	/* of the last connection opened */
+
+bool		raftpg_direct_receive = true;
+
+/*
+ * Direct receiving (see raftpg.h, RaftpgDirectSlot).  The postmaster makes
+ * a pair of connected sockets when it loads the library, and every child
+ * inherits both: backends send a stream's client socket on [1], with
+ * SCM_RIGHTS, and the node worker receives it on [0].  -1 if the pair could
+ * not be made: then every stream is passed on through the inbox.
+ */
+static int	handoff_fds[2] = {-1, -1};
+
+typedef struct HandoffMsg
+{
+	uint64		serial;
+	int32		slot;
+} HandoffMsg;
+
+/* room for the one descriptor a hand-off carries */
+typedef union HandoffCtl
+{
+	char		buf[CMSG_SPACE(sizeof(int))];
+	struct cmsghdr align;
+} HandoffCtl;
+
+static void
+handoff_prepare(struct msghdr *msg, struct iovec *iov, HandoffMsg *m,
+				HandoffCtl *ctl)
+{
+	memset(msg, 0, sizeof(*msg));
+	memset(m, 0, sizeof(*m));
+	memset(ctl, 0, sizeof(*ctl));
+	iov->iov_base = m;
+	iov->iov_len = sizeof(*m);
+	msg->msg_iov = iov;
+	msg->msg_iovlen = 1;
+	msg->msg_control = ctl->buf;
+	msg->msg_controllen = sizeof(ctl->buf);
+}
+
+/* the node worker's end of a stream it reads */
+typedef struct DirectConn
+{
+	int			fd;
+	int			slot;
+	uint64		serial;
+	StringInfoData in;			/* bytes read, not yet a whole message */
+} DirectConn;
+
+static DirectConn direct_conns[RAFTPG_MAX_DIRECT];
+static int	n_direct = 0;
+
+/* a backend's hand-off: the slot it holds, or -1 */
+static int	my_direct_slot = -1;
+static uint64 my_direct_serial = 0;
+static bool my_direct_exit_registered = false;
 static MemoryContext TransportContext = NULL;
 
 static void peer_disconnect(TransportPeer *p, const char *why);
@@ -468,15 +546,16 @@ peer_consume(TransportPeer *p)
 }
 
 /*
- * The sockets to wait for, at most one per peer, into w (room for
- * RAFT_MAX_SERVERS); returns how many, and sets *reconnect to the earliest
+ * The sockets to wait for, into w (room for TransportWaitCapacity()): one
+ * per peer, the hand-off socket, and, if direct, the streams the worker
+ * reads itself.  Returns how many, and sets *reconnect to the earliest
  * time a reconnection is due (0 if none).  A socket is "settled" once its
  * connection is up: until then libpq may close it and open another under
  * the same number, so a wait set must not keep it from one pass to the
  * next.
  */
 int
-TransportWaitSockets(TransportWait *w, TimestampTz *reconnect)
+TransportWaitSockets(TransportWait *w, bool direct, TimestampTz *reconnect)
 {
 	int			i;
 	int			n = 0;
@@ -507,8 +586,34 @@ TransportWaitSockets(TransportWait *w, TimestampTz *reconnect)
 		w[n].peer = p;
 		n++;
 	}
+	if (handoff_fds[0] >= 0)
+	{
+		w[n].sock = handoff_fds[0];
+		w[n].events = WL_SOCKET_READABLE;
+		w[n].conn_serial = PG_UINT64_MAX;
+		w[n].settled = true;
+		w[n].peer = NULL;
+		n++;
+	}
+	for (i = 0; direct && i < n_direct; i++)
+	{
+		w[n].sock = direct_conns[i].fd;
+		w[n].events = WL_SOCKET_READABLE;
+		/* not a peer's serial: those count from 1 in another series */
+		w[n].conn_serial = direct_conns[i].serial | (UINT64CONST(1) << 63);
+		w[n].settled = true;
+		w[n].peer = NULL;
+		n++;
+	}
 	*reconnect = next;
 	return n;
+}
+
+/* room for TransportWaitSockets() */
+int
+TransportWaitCapacity(void)
+{
+	return n_peers + 1 + RAFTPG_MAX_DIRECT;
 }
 
 /* advance every connection: connect, start streams, read, flush */
@@ -564,6 +669,281 @@ TransportShutdown(void)
 			PQfinish(peers[i].conn);
 			peers[i].conn = NULL;
 		}
+}
+
+/* ----------
+ * Direct receiving: the node worker's side
+ * ----------
+ */
+
+/* in the postmaster, from _PG_init(): make the hand-off pair */
+void
+TransportDirectInit(void)
+{
+	int			fds[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
+				   fds) != 0)
+	{
+		ereport(LOG,
+				(errcode_for_socket_access(),
+				 errmsg("raftpg could not create a socket pair, peers' messages will be passed on by the receiving backends: %m")));
+		return;
+	}
+	handoff_fds[0] = fds[0];
+	handoff_fds[1] = fds[1];
+}
+
+static Latch *
+proc_latch(int procno)
+{
+	return &ProcGlobal->allProcs[procno].procLatch;
+}
+
+/* stop reading direct_conns[i]: close our end, tell the backend */
+static void
+direct_close(int i, bool backend_closed)
+{
+	DirectConn *c = &direct_conns[i];
+	RaftpgDirectSlot *s = &RaftpgShmem->direct[c->slot];
+	Latch	   *latch = NULL;
+
+	close(c->fd);
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (s->serial == c->serial)
+	{
+		if (backend_closed)
+			s->state = RAFTPG_DIRECT_FREE;
+		else if (s->state == RAFTPG_DIRECT_TAKEN)
+		{
+			s->state = RAFTPG_DIRECT_CLOSED_BY_WORKER;
+			latch = proc_latch(s->procno);
+		}
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	if (latch)
+		SetLatch(latch);
+	pfree(c->in.data);
+	direct_conns[i] = direct_conns[--n_direct];
+}
+
+/*
+ * Take the sockets backends handed over since the last call.  One that no
+ * longer is on offer (the backend gave up waiting, or is gone) is closed
+ * again: the backend reads it, or nobody does.
+ */
+void
+TransportDirectAccept(void)
+{
+	if (handoff_fds[0] < 0)
+		return;
+	for (;;)
+	{
+		HandoffMsg	m;
+		struct iovec iov;
+		struct msghdr msg;
+		HandoffCtl	ctl;
+		struct cmsghdr *cm;
+		ssize_t		r;
+		int			fd = -1;
+		bool		ok = false;
+		int			procno = 0;
+
+		handoff_prepare(&msg, &iov, &m, &ctl);
+		r = recvmsg(handoff_fds[0], &msg, MSG_CMSG_CLOEXEC);
+		if (r < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				ereport(LOG,
+						(errcode_for_socket_access(),
+						 errmsg("raftpg could not receive a stream from a backend: %m")));
+			return;
+		}
+		for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+				cm->cmsg_len == CMSG_LEN(sizeof(int)))
+				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+		if (fd < 0)
+			continue;
+		if (r == sizeof(m) && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
+			m.slot >= 0 && m.slot < RAFTPG_MAX_DIRECT &&
+			n_direct < RAFTPG_MAX_DIRECT)
+		{
+			RaftpgDirectSlot *s = &RaftpgShmem->direct[m.slot];
+
+			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+			if (s->state == RAFTPG_DIRECT_OFFERED && s->serial == m.serial)
+			{
+				s->state = RAFTPG_DIRECT_TAKEN;
+				procno = s->procno;
+				ok = true;
+			}
+			LWLockRelease(&RaftpgShmem->lock);
+		}
+		if (!ok || !pg_set_noblock(fd))
+		{
+			close(fd);
+			continue;
+		}
+		direct_conns[n_direct].fd = fd;
+		direct_conns[n_direct].slot = m.slot;
+		direct_conns[n_direct].serial = m.serial;
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			initStringInfo(&direct_conns[n_direct].in);
+			MemoryContextSwitchTo(old);
+		}
+		n_direct++;
+		/* the backend shows that it streams no more itself */
+		SetLatch(proc_latch(procno));
+	}
+}
+
+/*
+ * The whole messages of direct_conns[i]'s buffer, from its start: returns
+ * false if the stream is to end (CopyDone, Terminate, a protocol
+ * violation).  Bytes of an unfinished message stay in the buffer.
+ */
+static bool
+direct_messages(DirectConn *c, uint64 cluster_id,
+				void (*batch) (const char *data, uint32 len))
+{
+	int			pos = 0;
+	bool		ok = true;
+
+	while (c->in.len - pos >= 5)
+	{
+		char		type = c->in.data[pos];
+		uint32		len;
+
+		memcpy(&len, c->in.data + pos + 1, sizeof(len));
+		len = pg_ntoh32(len);
+		if (len < 4 || len > STREAM_MAX_MESSAGE + 4)
+		{
+			ereport(LOG,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("raftpg: closed a message stream: a message of %u bytes", len)));
+			ok = false;
+			break;
+		}
+		if ((uint32) (c->in.len - pos - 1) < len)
+			break;
+		if (type == 'd')
+		{
+			if (RaftpgShmem->direct[c->slot].cluster_id != cluster_id)
+			{
+				ereport(LOG,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("raftpg: closed a message stream of cluster " UINT64_FORMAT ", this node is in cluster " UINT64_FORMAT,
+								RaftpgShmem->direct[c->slot].cluster_id, cluster_id)));
+				ok = false;
+				break;
+			}
+			batch(c->in.data + pos + 5, len - 4);
+		}
+		else if (type != 'H' && type != 'S')
+		{
+			/* CopyDone, Terminate or anything else: the end */
+			ok = false;
+			break;
+		}
+		pos += 1 + len;
+	}
+	if (pos > 0)
+	{
+		memmove(c->in.data, c->in.data + pos, c->in.len - pos);
+		c->in.len -= pos;
+	}
+	return ok;
+}
+
+/* at most this many bytes are read from one stream in one pass */
+#define DIRECT_READ_PER_PASS	(4 * 1024 * 1024)
+
+/*
+ * Read every stream the worker holds, handing each CopyData to batch();
+ * close the streams that ended, on either side.
+ */
+void
+TransportDirectRead(uint64 cluster_id,
+					void (*batch) (const char *data, uint32 len))
+{
+	int			i = 0;
+
+	while (i < n_direct)
+	{
+		DirectConn *c = &direct_conns[i];
+		bool		end = false;
+		Size		got = 0;
+
+		if (RaftpgShmem->direct[c->slot].state == RAFTPG_DIRECT_CLOSED_BY_BACKEND &&
+			RaftpgShmem->direct[c->slot].serial == c->serial)
+		{
+			direct_close(i, true);
+			continue;
+		}
+		while (!end && got < DIRECT_READ_PER_PASS)
+		{
+			ssize_t		r;
+
+			enlargeStringInfo(&c->in, 65536);
+			r = recv(c->fd, c->in.data + c->in.len, c->in.maxlen - c->in.len - 1, 0);
+			if (r < 0)
+			{
+				if (errno == EINTR)
+					continue;
+				if (errno != EAGAIN && errno != EWOULDBLOCK)
+					end = true;
+				break;
+			}
+			if (r == 0)
+			{
+				end = true;
+				break;
+			}
+			c->in.len += r;
+			got += r;
+			if (!direct_messages(c, cluster_id, batch))
+				end = true;
+		}
+		if (end)
+			direct_close(i, false);
+		else
+		{
+			/* give a buffer a large message grew back */
+			if (c->in.len == 0 && c->in.maxlen > 1024 * 1024)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				pfree(c->in.data);
+				initStringInfo(&c->in);
+				MemoryContextSwitchTo(old);
+			}
+			i++;
+		}
+	}
+}
+
+/*
+ * The worker exits: close every stream it reads, so that their backends
+ * end their sessions (the peers reconnect), and free the slots whose
+ * backends are gone.
+ */
+void
+TransportDirectShutdown(void)
+{
+	int			i;
+
+	while (n_direct > 0)
+		direct_close(n_direct - 1, false);
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	for (i = 0; i < RAFTPG_MAX_DIRECT; i++)
+		if (RaftpgShmem->direct[i].state == RAFTPG_DIRECT_CLOSED_BY_BACKEND)
+			RaftpgShmem->direct[i].state = RAFTPG_DIRECT_FREE;
+	LWLockRelease(&RaftpgShmem->lock);
 }
 
 /* ----------
@@ -625,6 +1005,169 @@ raftpg_deliver(PG_FUNCTION_ARGS)
 								 VARSIZE_ANY_EXHDR(msgs)));
 }
 
+/* ----------
+ * Direct receiving: the backend's side
+ * ----------
+ */
+
+/* before_shmem_exit: let go of the slot, and of the stream with it */
+static void
+stream_direct_exit(int code, Datum arg)
+{
+	RaftpgDirectSlot *s;
+	Latch	   *latch = NULL;
+
+	if (my_direct_slot < 0)
+		return;
+	s = &RaftpgShmem->direct[my_direct_slot];
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (s->serial == my_direct_serial)
+	{
+		if (s->state == RAFTPG_DIRECT_TAKEN)
+		{
+			s->state = RAFTPG_DIRECT_CLOSED_BY_BACKEND;
+			latch = RaftpgShmem->worker_latch;
+		}
+		else
+			s->state = RAFTPG_DIRECT_FREE;
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	my_direct_slot = -1;
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
+ * Offer this session's socket to the node worker; true if it was sent.
+ * Only between two messages, with nothing of the next one read yet, and
+ * only on a plain connection: the worker reads the protocol's bytes, it
+ * cannot decrypt them.
+ */
+static bool
+stream_offer(int64 cluster_id)
+{
+	RaftpgDirectSlot *s = NULL;
+	Latch	   *latch;
+	HandoffMsg	m;
+	struct iovec iov;
+	struct msghdr msg;
+	HandoffCtl	ctl;
+	struct cmsghdr *cm;
+	int			i;
+	ssize_t		r;
+
+	if (!raftpg_direct_receive || handoff_fds[1] < 0 || MyProcPort == NULL ||
+		MyProcPort->sock == PGINVALID_SOCKET)
+		return false;
+#ifdef USE_SSL
+	if (MyProcPort->ssl_in_use)
+		return false;
+#endif
+#ifdef ENABLE_GSS
+	if (be_gssapi_get_enc(MyProcPort))
+		return false;
+#endif
+	if (!my_direct_exit_registered)
+	{
+		before_shmem_exit(stream_direct_exit, (Datum) 0);
+		my_direct_exit_registered = true;
+	}
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	latch = RaftpgShmem->worker_latch;
+	if (latch != NULL && RaftpgShmem->cluster_id != 0 &&
+		RaftpgShmem->cluster_id == (uint64) cluster_id)
+	{
+		for (i = 0; i < RAFTPG_MAX_DIRECT; i++)
+			if (RaftpgShmem->direct[i].state == RAFTPG_DIRECT_FREE)
+			{
+				s = &RaftpgShmem->direct[i];
+				s->state = RAFTPG_DIRECT_OFFERED;
+				s->procno = MyProc->pgprocno;
+				s->serial = ++RaftpgShmem->direct_serial;
+				s->cluster_id = (uint64) cluster_id;
+				my_direct_slot = i;
+				my_direct_serial = s->serial;
+				break;
+			}
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+	if (s == NULL)
+		return false;
+
+	handoff_prepare(&msg, &iov, &m, &ctl);
+	m.serial = my_direct_serial;
+	m.slot = my_direct_slot;
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &MyProcPort->sock, sizeof(int));
+	do
+		r = sendmsg(handoff_fds[1], &msg, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r != sizeof(m))
+	{
+		/* the worker will not take it: nothing was sent */
+		stream_direct_exit(0, (Datum) 0);
+		return false;
+	}
+	SetLatch(latch);
+	return true;
+}
+
+/* give up an offer the worker did not take in this long */
+#define DIRECT_OFFER_TIMEOUT_MS 5000
+/*
+ * Offer again this often while the stream is passed on: the worker may not
+ * run yet, or not be a member, or not have taken the last offer.
+ */
+#define DIRECT_OFFER_INTERVAL_MS 1000
+
+/*
+ * After an offer: wait until the worker ends the stream, and end the
+ * session then.  Returns only if the worker did not take the socket in
+ * time (it is not running, or not reading): the backend reads on.
+ */
+static void
+stream_direct_wait(void)
+{
+	TimestampTz offered = GetCurrentTimestamp();
+	bool		taken = false;
+
+	for (;;)
+	{
+		RaftpgDirectState st;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		st = RaftpgShmem->direct[my_direct_slot].state;
+		if (st == RAFTPG_DIRECT_OFFERED &&
+			TimestampDifferenceExceeds(offered, GetCurrentTimestamp(),
+									   DIRECT_OFFER_TIMEOUT_MS))
+		{
+			RaftpgShmem->direct[my_direct_slot].state = RAFTPG_DIRECT_FREE;
+			my_direct_slot = -1;
+			LWLockRelease(&RaftpgShmem->lock);
+			return;
+		}
+		LWLockRelease(&RaftpgShmem->lock);
+
+		if (st == RAFTPG_DIRECT_CLOSED_BY_WORKER)
+			proc_exit(0);		/* stream_direct_exit() frees the slot */
+		if (st == RAFTPG_DIRECT_TAKEN && !taken)
+		{
+			taken = true;
+			pgstat_report_activity(STATE_RUNNING,
+									"raftpg: receiving messages, read by the node worker");
+		}
+	}
+}
+
 /*
  * CALL raftpg.stream(cluster_id bigint): every CopyData message the client
  * sends is one batch, until it ends the copy or the connection.
@@ -636,6 +1179,7 @@ raftpg_stream(PG_FUNCTION_ARGS)
 {
 	int64		cluster_id;
 	StringInfoData buf;
+	TimestampTz last_offer = 0;
 
 	RaftpgCheckPreloaded();
 	if (PG_ARGISNULL(0))
@@ -684,6 +1228,19 @@ raftpg_stream(PG_FUNCTION_ARGS)
 		int			r;
 
 		/*
+		 * Between two messages, with none of the next one buffered: the
+		 * node worker can read the rest of the stream itself.
+		 */
+		if (!pq_buffer_has_data() &&
+			TimestampDifferenceExceeds(last_offer, GetCurrentTimestamp(),
+									   DIRECT_OFFER_INTERVAL_MS))
+		{
+			last_offer = GetCurrentTimestamp();
+			if (stream_offer(cluster_id))
+				stream_direct_wait();	/* returns if not taken */
+		}
+
+		/*
 		 * Wait for the next message like a walsender: on the socket and the
 		 * latch, so that cancels, terminations and procsignal barriers
 		 * (DROP DATABASE waits for every backend to absorb one) are served
@@ -700,8 +1257,11 @@ raftpg_stream(PG_FUNCTION_ARGS)
 			pq_endmsgread();
 			ModifyWaitEvent(FeBeWaitSet, FeBeWaitSetSocketPos,
 							WL_SOCKET_READABLE, NULL);
-			(void) WaitEventSetWait(FeBeWaitSet, -1, &event, 1,
-									WAIT_EVENT_CLIENT_READ);
+			/* wake up to offer the stream again, if that may do */
+			if (WaitEventSetWait(FeBeWaitSet,
+								 raftpg_direct_receive ? DIRECT_OFFER_INTERVAL_MS : -1,
+								 &event, 1, WAIT_EVENT_CLIENT_READ) == 0)
+				continue;
 			if (event.events & WL_POSTMASTER_DEATH)
 				ereport(FATAL,
 						(errcode(ERRCODE_ADMIN_SHUTDOWN),

@@ -63,7 +63,16 @@ typedef struct TransportWait
 	TransportPeer *peer;
 } TransportWait;
 
-extern int	TransportWaitSockets(TransportWait *w, TimestampTz *reconnect);
+extern bool raftpg_direct_receive;
+
+extern int	TransportWaitSockets(TransportWait *w, bool direct,
+								 TimestampTz *reconnect);
+extern int	TransportWaitCapacity(void);
+extern void TransportDirectInit(void);
+extern void TransportDirectAccept(void);
+extern void TransportDirectRead(uint64 cluster_id,
+								void (*batch) (const char *data, uint32 len));
+extern void TransportDirectShutdown(void);
 extern void TransportPoll(uint64 cluster_id);
 extern void TransportShutdown(void);
 extern char *TransportCheckConninfo(const char *conninfo);

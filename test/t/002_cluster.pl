@@ -39,20 +39,21 @@ for my $n (@nodes)
 
 # peers stream their messages: on every server, one backend per other
 # server receives them in COPY BOTH mode, and holds no xmin back from
-# vacuum however long it runs
+# vacuum however long it runs; with raftpg.direct_receive on (the default)
+# it hands its socket to the node worker, which reads the stream itself
 for my $n (@nodes)
 {
 	ok( $n->poll_query_until(
 			'postgres',
 			q{SELECT count(*) FROM pg_stat_activity
-			  WHERE query = 'raftpg: receiving messages'},
+			  WHERE query = 'raftpg: receiving messages, read by the node worker'},
 			'2'),
-		$n->name . ': one message stream in from each other server');
+		$n->name . ': one message stream in from each other server, read by the node worker');
 	is( $n->safe_psql(
 			'postgres',
 			q{SELECT count(backend_xmin), count(backend_xid)
 			  FROM pg_stat_activity
-			  WHERE query = 'raftpg: receiving messages'}),
+			  WHERE query LIKE 'raftpg: receiving messages%'}),
 		'0|0',
 		$n->name . ': the streams hold no xmin and no xid');
 }
@@ -93,6 +94,29 @@ for my $n ($n2, $n3)
 		't',
 		$n->name . ': status(), state row and log table agree');
 }
+
+# a stream read by the node worker ends with its backend, and the peer
+# reconnects; with raftpg.direct_receive off the new backends pass the
+# messages on themselves, and the cluster goes on committing through them
+$n3->append_conf('postgresql.conf', "raftpg.direct_receive = off\n");
+$n3->reload;
+is( $n3->poll_query_until(
+		'postgres', q{SELECT current_setting('raftpg.direct_receive')}, 'off'),
+	1, 'node3: raftpg.direct_receive turned off');
+$n3->safe_psql('postgres',
+	q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	  WHERE query = 'raftpg: receiving messages, read by the node worker'});
+ok( $n3->poll_query_until(
+		'postgres',
+		q{SELECT count(*) FILTER (WHERE query = 'raftpg: receiving messages')
+				 || '/' || count(*)
+		  FROM pg_stat_activity WHERE query LIKE 'raftpg: receiving messages%'},
+		'2/2'),
+	'node3: the peers reconnected, and the backends pass their messages on');
+$last = $n1->safe_psql('postgres', "SELECT raftpg.propose('after the reconnection')");
+RaftpgTest::wait_applied($last, @nodes);
+is(RaftpgTest::log_digest($n3, $last), RaftpgTest::log_digest($n1, $last),
+	'node3: entries keep arriving through the passed-on streams');
 
 # the leader's view of its followers
 is( $n1->safe_psql(
