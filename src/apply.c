@@ -111,6 +111,9 @@ static uint64 applied_term = 0;
  */
 static uint64 applied_row = 0;
 
+/* where apply_save_state() last left the row of raftpg.apply_state */
+static ItemPointerData state_row_tid;
+
 static MemoryContext apply_cxt = NULL;
 static uint64 loaded_cluster_id = 0;	/* the cluster the tables are of */
 
@@ -390,12 +393,11 @@ apply_save_state(uint64 index, uint64 term)
 {
 	Relation	rel = table_open(state_relid, RowExclusiveLock);
 	Snapshot	snap = GetActiveSnapshot();
-	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	TupleTableSlot *newslot = table_slot_create(rel, NULL);
 	bool		update_indexes;
 
-	if (!table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	if (!StorageFetchOnlyRow(rel, &state_row_tid, snap, slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("table raftpg.apply_state has no row")));
@@ -405,7 +407,7 @@ apply_save_state(uint64 index, uint64 term)
 	newslot->tts_isnull[0] = newslot->tts_isnull[1] = false;
 	ExecStoreVirtualTuple(newslot);
 	simple_table_tuple_update(rel, &slot->tts_tid, newslot, snap, &update_indexes);
-	table_endscan(scan);
+	state_row_tid = newslot->tts_tid;
 	ExecDropSingleTupleTableSlot(slot);
 	ExecDropSingleTupleTableSlot(newslot);
 	table_close(rel, NoLock);

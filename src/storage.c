@@ -57,6 +57,7 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -673,6 +674,47 @@ encode_config_bytea(const raft_config *c)
 }
 
 /*
+ * Find the row of a heap table that has exactly one (raftpg.state,
+ * raftpg.apply_state) into slot, trying *hint first: the place our last
+ * update of it left the row at.  Every update moves the row, and finding
+ * it again by a scan costs the scan's setup and a look at each dead
+ * version still on the page; the row at the hint is the one if it is
+ * visible, since no other row is.  If it is not (another transaction
+ * updated the row, or ours aborted), the table is scanned.  False if
+ * there is no row.  The caller sets *hint to the updated row's place
+ * after its update.
+ */
+bool
+StorageFetchOnlyRow(Relation rel, ItemPointer hint, Snapshot snap,
+					TupleTableSlot *slot)
+{
+	TableScanDesc scan;
+	bool		found;
+
+	if (ItemPointerIsValid(hint) &&
+		ItemPointerGetBlockNumber(hint) < RelationGetNumberOfBlocks(rel) &&
+		table_tuple_fetch_row_version(rel, hint, snap, slot))
+	{
+		/*
+		 * Prune the page as a scan would: the dead versions our updates
+		 * leave must go, or the next update finds no room on the page and
+		 * the table grows by a page every few dozen updates.
+		 */
+		Assert(TTS_IS_BUFFERTUPLE(slot));
+		heap_page_prune_opt(rel, ((BufferHeapTupleTableSlot *) slot)->buffer);
+		return true;
+	}
+	scan = table_beginscan(rel, snap, 0, NULL);
+	found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	/* the slot keeps its own pin on the row's buffer */
+	table_endscan(scan);
+	return found;
+}
+
+/* where StorageWriteState() last left the state row */
+static ItemPointerData state_row_tid;
+
+/*
  * Overwrite the one state row with st.  config may be NULL (unchanged
  * columns are written back as they were).
  */
@@ -681,7 +723,6 @@ StorageWriteState(const RaftpgStateRow *st, const raft_config *config,
 				  int64 config_index)
 {
 	Relation	rel;
-	TableScanDesc scan;
 	TupleTableSlot *oldslot;
 	TupleTableSlot *newslot;
 	bool		update_indexes;
@@ -692,8 +733,7 @@ StorageWriteState(const RaftpgStateRow *st, const raft_config *config,
 	rel = table_open(state_relid, RowExclusiveLock);
 	oldslot = table_slot_create(rel, NULL);
 	newslot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, snap, 0, NULL);
-	if (!table_scan_getnextslot(scan, ForwardScanDirection, oldslot))
+	if (!StorageFetchOnlyRow(rel, &state_row_tid, snap, oldslot))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("table raftpg.state is empty")));
@@ -727,7 +767,7 @@ StorageWriteState(const RaftpgStateRow *st, const raft_config *config,
 	ExecStoreVirtualTuple(newslot);
 	simple_table_tuple_update(rel, &oldslot->tts_tid, newslot, snap,
 							  &update_indexes);
-	table_endscan(scan);
+	state_row_tid = newslot->tts_tid;
 	ExecDropSingleTupleTableSlot(oldslot);
 	ExecDropSingleTupleTableSlot(newslot);
 	table_close(rel, NoLock);
