@@ -341,6 +341,7 @@ node_try_load(void)
 	RaftpgShmem->cluster_id = (uint64) state.cluster_id;
 	RaftpgShmem->status.node_id = (uint64) state.node_id;
 	LWLockRelease(&RaftpgShmem->lock);
+	TransportDirectAccepting(true);
 
 	/* alone in the configuration: no reason to wait for a timeout */
 	{
@@ -387,6 +388,7 @@ node_check_tables(void)
 					raftpg_node_name)));
 	raft_destroy(core);
 	core = NULL;
+	TransportDirectAccepting(false);
 	raft_config_free(&state.snapshot_config);
 	raft_config_free(&state.contacts);
 	memset(&state, 0, sizeof(state));

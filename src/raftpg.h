@@ -296,6 +296,7 @@ typedef struct RaftpgShared
 	int			fault_remaining;
 
 	/* streams handed to the node worker */
+	bool		direct_accepting;	/* the worker has a core: it takes them */
 	uint64		direct_serial;	/* of the last hand-off */
 	RaftpgDirectSlot direct[RAFTPG_MAX_DIRECT];
 

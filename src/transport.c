@@ -67,13 +67,16 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
+#include "postmaster/interrupt.h"
 #include "libpq/libpq-be.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/dest.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -110,6 +113,8 @@ static int	handoff_fds[2] = {-1, -1};
 
 typedef struct HandoffMsg
 {
+	uint64		incarnation;	/* of shared memory: a message queued before
+								 * a crash names no slot of today */
 	uint64		serial;
 	int32		slot;
 } HandoffMsg;
@@ -547,8 +552,8 @@ peer_consume(TransportPeer *p)
 
 /*
  * The sockets to wait for, into w (room for TransportWaitCapacity()): one
- * per peer, the hand-off socket, and, if direct, the streams the worker
- * reads itself.  Returns how many, and sets *reconnect to the earliest
+ * per peer and, if direct (the worker runs a core and reads streams), the
+ * hand-off socket and the streams the worker reads itself.  Returns how many, and sets *reconnect to the earliest
  * time a reconnection is due (0 if none).  A socket is "settled" once its
  * connection is up: until then libpq may close it and open another under
  * the same number, so a wait set must not keep it from one pass to the
@@ -586,7 +591,7 @@ TransportWaitSockets(TransportWait *w, bool direct, TimestampTz *reconnect)
 		w[n].peer = p;
 		n++;
 	}
-	if (handoff_fds[0] >= 0)
+	if (direct && handoff_fds[0] >= 0)
 	{
 		w[n].sock = handoff_fds[0];
 		w[n].events = WL_SOCKET_READABLE;
@@ -680,6 +685,7 @@ TransportShutdown(void)
 void
 TransportDirectInit(void)
 {
+#ifndef EXEC_BACKEND
 	int			fds[2];
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
@@ -692,6 +698,7 @@ TransportDirectInit(void)
 	}
 	handoff_fds[0] = fds[0];
 	handoff_fds[1] = fds[1];
+#endif							/* every child would make its own pair */
 }
 
 static Latch *
@@ -702,23 +709,24 @@ proc_latch(int procno)
 
 /* stop reading direct_conns[i]: close our end, tell the backend */
 static void
-direct_close(int i, bool backend_closed)
+direct_close(int i)
 {
 	DirectConn *c = &direct_conns[i];
 	RaftpgDirectSlot *s = &RaftpgShmem->direct[c->slot];
 	Latch	   *latch = NULL;
 
 	close(c->fd);
+	ReleaseExternalFD();
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	if (s->serial == c->serial)
 	{
-		if (backend_closed)
-			s->state = RAFTPG_DIRECT_FREE;
-		else if (s->state == RAFTPG_DIRECT_TAKEN)
+		if (s->state == RAFTPG_DIRECT_TAKEN)
 		{
 			s->state = RAFTPG_DIRECT_CLOSED_BY_WORKER;
 			latch = proc_latch(s->procno);
 		}
+		else if (s->state == RAFTPG_DIRECT_CLOSED_BY_BACKEND)
+			s->state = RAFTPG_DIRECT_FREE;
 	}
 	LWLockRelease(&RaftpgShmem->lock);
 	if (latch)
@@ -747,7 +755,9 @@ TransportDirectAccept(void)
 		ssize_t		r;
 		int			fd = -1;
 		bool		ok = false;
+		bool		fits;
 		int			procno = 0;
+		RaftpgDirectSlot *s;
 
 		handoff_prepare(&msg, &iov, &m, &ctl);
 		r = recvmsg(handoff_fds[0], &msg, MSG_CMSG_CLOEXEC);
@@ -761,44 +771,75 @@ TransportDirectAccept(void)
 						 errmsg("raftpg could not receive a stream from a backend: %m")));
 			return;
 		}
+		/* one descriptor is expected; close any other */
 		for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-				cm->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+		{
+			int			nfds;
+			int			k;
+
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			nfds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (k = 0; k < nfds; k++)
+			{
+				int			one;
+
+				memcpy(&one, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+				if (fd < 0)
+					fd = one;
+				else
+					close(one);
+			}
+		}
 		if (fd < 0)
 			continue;
-		if (r == sizeof(m) && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
-			m.slot >= 0 && m.slot < RAFTPG_MAX_DIRECT &&
-			n_direct < RAFTPG_MAX_DIRECT)
-		{
-			RaftpgDirectSlot *s = &RaftpgShmem->direct[m.slot];
-
-			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-			if (s->state == RAFTPG_DIRECT_OFFERED && s->serial == m.serial)
-			{
-				s->state = RAFTPG_DIRECT_TAKEN;
-				procno = s->procno;
-				ok = true;
-			}
-			LWLockRelease(&RaftpgShmem->lock);
-		}
-		if (!ok || !pg_set_noblock(fd))
+		if (r != sizeof(m) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+			m.incarnation != RaftpgShmem->incarnation ||
+			m.slot < 0 || m.slot >= RAFTPG_MAX_DIRECT)
 		{
 			close(fd);
 			continue;
 		}
-		direct_conns[n_direct].fd = fd;
-		direct_conns[n_direct].slot = m.slot;
-		direct_conns[n_direct].serial = m.serial;
+
+		/*
+		 * Everything that can fail comes before the slot is taken: a
+		 * socket the worker cannot read stays the backend's, which sees its
+		 * offer refused (FREE) and reads on.
+		 */
+		fits = n_direct < RAFTPG_MAX_DIRECT && pg_set_noblock(fd) &&
+			AcquireExternalFD();
+		if (fits)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 			initStringInfo(&direct_conns[n_direct].in);
 			MemoryContextSwitchTo(old);
 		}
+		s = &RaftpgShmem->direct[m.slot];
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		if (s->state == RAFTPG_DIRECT_OFFERED && s->serial == m.serial)
+		{
+			s->state = fits ? RAFTPG_DIRECT_TAKEN : RAFTPG_DIRECT_FREE;
+			procno = s->procno;
+			ok = true;
+		}
+		LWLockRelease(&RaftpgShmem->lock);
+		if (ok)
+			SetLatch(proc_latch(procno));
+		if (!ok || !fits)
+		{
+			if (fits)
+			{
+				pfree(direct_conns[n_direct].in.data);
+				ReleaseExternalFD();
+			}
+			close(fd);
+			continue;
+		}
+		direct_conns[n_direct].fd = fd;
+		direct_conns[n_direct].slot = m.slot;
+		direct_conns[n_direct].serial = m.serial;
 		n_direct++;
-		/* the backend shows that it streams no more itself */
-		SetLatch(proc_latch(procno));
 	}
 }
 
@@ -882,7 +923,7 @@ TransportDirectRead(uint64 cluster_id,
 		if (RaftpgShmem->direct[c->slot].state == RAFTPG_DIRECT_CLOSED_BY_BACKEND &&
 			RaftpgShmem->direct[c->slot].serial == c->serial)
 		{
-			direct_close(i, true);
+			direct_close(i);
 			continue;
 		}
 		while (!end && got < DIRECT_READ_PER_PASS)
@@ -910,16 +951,19 @@ TransportDirectRead(uint64 cluster_id,
 				end = true;
 		}
 		if (end)
-			direct_close(i, false);
+			direct_close(i);
 		else
 		{
-			/* give a buffer a large message grew back */
-			if (c->in.len == 0 && c->in.maxlen > 1024 * 1024)
+			/* give back what a large message made the buffer grow to */
+			if (c->in.maxlen > 1024 * 1024 && c->in.len < 65536)
 			{
 				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+				StringInfoData small;
 
+				initStringInfo(&small);
+				appendBinaryStringInfo(&small, c->in.data, c->in.len);
 				pfree(c->in.data);
-				initStringInfo(&c->in);
+				c->in = small;
 				MemoryContextSwitchTo(old);
 			}
 			i++;
@@ -928,22 +972,55 @@ TransportDirectRead(uint64 cluster_id,
 }
 
 /*
- * The worker exits: close every stream it reads, so that their backends
- * end their sessions (the peers reconnect), and free the slots whose
+ * Whether the worker takes streams: only while it runs a core (it reads
+ * them only then).  Turning it off closes every stream it reads, so that
+ * their backends end their sessions and the peers reconnect.
+ */
+void
+TransportDirectAccepting(bool on)
+{
+	if (!on)
+		while (n_direct > 0)
+			direct_close(n_direct - 1);
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	RaftpgShmem->direct_accepting = on;
+	LWLockRelease(&RaftpgShmem->lock);
+}
+
+/*
+ * The worker exits: close every stream it reads, and free the slots whose
  * backends are gone.
  */
 void
 TransportDirectShutdown(void)
 {
 	int			i;
+	Latch	   *wake[RAFTPG_MAX_DIRECT];
+	int			nwake = 0;
 
 	while (n_direct > 0)
-		direct_close(n_direct - 1, false);
+		direct_close(n_direct - 1);
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-	for (i = 0; i < RAFTPG_MAX_DIRECT; i++)
-		if (RaftpgShmem->direct[i].state == RAFTPG_DIRECT_CLOSED_BY_BACKEND)
-			RaftpgShmem->direct[i].state = RAFTPG_DIRECT_FREE;
+	if (RaftpgShmem->worker_pid == MyProcPid)
+	{
+		RaftpgShmem->direct_accepting = false;
+		for (i = 0; i < RAFTPG_MAX_DIRECT; i++)
+		{
+			RaftpgDirectSlot *s = &RaftpgShmem->direct[i];
+
+			if (s->state == RAFTPG_DIRECT_CLOSED_BY_BACKEND)
+				s->state = RAFTPG_DIRECT_FREE;
+			else if (s->state == RAFTPG_DIRECT_TAKEN)
+			{
+				/* taken, but not among ours: an error came in between */
+				s->state = RAFTPG_DIRECT_CLOSED_BY_WORKER;
+				wake[nwake++] = proc_latch(s->procno);
+			}
+		}
+	}
 	LWLockRelease(&RaftpgShmem->lock);
+	for (i = 0; i < nwake; i++)
+		SetLatch(wake[i]);
 }
 
 /* ----------
@@ -1057,7 +1134,7 @@ stream_offer(int64 cluster_id)
 	ssize_t		r;
 
 	if (!raftpg_direct_receive || handoff_fds[1] < 0 || MyProcPort == NULL ||
-		MyProcPort->sock == PGINVALID_SOCKET)
+		MyProcPort->sock == PGINVALID_SOCKET || my_direct_slot >= 0)
 		return false;
 #ifdef USE_SSL
 	if (MyProcPort->ssl_in_use)
@@ -1075,7 +1152,7 @@ stream_offer(int64 cluster_id)
 
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	latch = RaftpgShmem->worker_latch;
-	if (latch != NULL && RaftpgShmem->cluster_id != 0 &&
+	if (latch != NULL && RaftpgShmem->direct_accepting &&
 		RaftpgShmem->cluster_id == (uint64) cluster_id)
 	{
 		for (i = 0; i < RAFTPG_MAX_DIRECT; i++)
@@ -1096,6 +1173,7 @@ stream_offer(int64 cluster_id)
 		return false;
 
 	handoff_prepare(&msg, &iov, &m, &ctl);
+	m.incarnation = RaftpgShmem->incarnation;
 	m.serial = my_direct_serial;
 	m.slot = my_direct_slot;
 	cm = CMSG_FIRSTHDR(&msg);
@@ -1126,8 +1204,12 @@ stream_offer(int64 cluster_id)
 
 /*
  * After an offer: wait until the worker ends the stream, and end the
- * session then.  Returns only if the worker did not take the socket in
- * time (it is not running, or not reading): the backend reads on.
+ * session then.  Returns only if the worker did not take the socket (it
+ * refused it, or did not take it in time): the backend reads on.
+ *
+ * Once the socket was sent, nothing may return this session to reading
+ * while the worker may read: a cancel waits until the offer is settled,
+ * and an error ends the session.
  */
 static void
 stream_direct_wait(void)
@@ -1135,37 +1217,52 @@ stream_direct_wait(void)
 	TimestampTz offered = GetCurrentTimestamp();
 	bool		taken = false;
 
-	for (;;)
+	HOLD_CANCEL_INTERRUPTS();
+	PG_TRY();
 	{
-		RaftpgDirectState st;
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-
-		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-		st = RaftpgShmem->direct[my_direct_slot].state;
-		if (st == RAFTPG_DIRECT_OFFERED &&
-			TimestampDifferenceExceeds(offered, GetCurrentTimestamp(),
-									   DIRECT_OFFER_TIMEOUT_MS))
+		for (;;)
 		{
-			RaftpgShmem->direct[my_direct_slot].state = RAFTPG_DIRECT_FREE;
-			my_direct_slot = -1;
+			RaftpgDirectState st;
+			bool		withdrawn = false;
+
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+
+			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+			st = RaftpgShmem->direct[my_direct_slot].state;
+			if (st == RAFTPG_DIRECT_FREE ||
+				(st == RAFTPG_DIRECT_OFFERED &&
+				 TimestampDifferenceExceeds(offered, GetCurrentTimestamp(),
+											DIRECT_OFFER_TIMEOUT_MS)))
+			{
+				RaftpgShmem->direct[my_direct_slot].state = RAFTPG_DIRECT_FREE;
+				my_direct_slot = -1;
+				withdrawn = true;
+			}
 			LWLockRelease(&RaftpgShmem->lock);
-			return;
-		}
-		LWLockRelease(&RaftpgShmem->lock);
 
-		if (st == RAFTPG_DIRECT_CLOSED_BY_WORKER)
-			proc_exit(0);		/* stream_direct_exit() frees the slot */
-		if (st == RAFTPG_DIRECT_TAKEN && !taken)
-		{
-			taken = true;
-			pgstat_report_activity(STATE_RUNNING,
-									"raftpg: receiving messages, read by the node worker");
+			if (withdrawn)
+				break;
+			if (st == RAFTPG_DIRECT_CLOSED_BY_WORKER)
+				proc_exit(0);	/* stream_direct_exit() frees the slot */
+			if (st == RAFTPG_DIRECT_TAKEN && !taken)
+			{
+				taken = true;
+				pgstat_report_activity(STATE_RUNNING,
+									   "raftpg: receiving messages, read by the node worker");
+			}
 		}
 	}
+	PG_CATCH();
+	{
+		/* the socket may be the worker's: report, and end the session */
+		EmitErrorReport();
+		proc_exit(1);
+	}
+	PG_END_TRY();
+	RESUME_CANCEL_INTERRUPTS();
 }
 
 /*
@@ -1231,13 +1328,18 @@ raftpg_stream(PG_FUNCTION_ARGS)
 		 * Between two messages, with none of the next one buffered: the
 		 * node worker can read the rest of the stream itself.
 		 */
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
 		if (!pq_buffer_has_data() &&
 			TimestampDifferenceExceeds(last_offer, GetCurrentTimestamp(),
 									   DIRECT_OFFER_INTERVAL_MS))
 		{
-			last_offer = GetCurrentTimestamp();
 			if (stream_offer(cluster_id))
 				stream_direct_wait();	/* returns if not taken */
+			last_offer = GetCurrentTimestamp();
 		}
 
 		/*

@@ -72,6 +72,7 @@ extern void TransportDirectInit(void);
 extern void TransportDirectAccept(void);
 extern void TransportDirectRead(uint64 cluster_id,
 								void (*batch) (const char *data, uint32 len));
+extern void TransportDirectAccepting(bool on);
 extern void TransportDirectShutdown(void);
 extern void TransportPoll(uint64 cluster_id);
 extern void TransportShutdown(void);

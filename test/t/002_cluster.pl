@@ -95,6 +95,21 @@ for my $n ($n2, $n3)
 		$n->name . ': status(), state row and log table agree');
 }
 
+# a cancel cannot take a stream back from the node worker: the backend
+# holds it off, and the same streams go on carrying entries
+my $direct_pids = q{SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity
+	WHERE query = 'raftpg: receiving messages, read by the node worker'};
+my $before = $n2->safe_psql('postgres', $direct_pids);
+is( $n2->safe_psql(
+		'postgres',
+		q{SELECT bool_and(pg_cancel_backend(pid)) FROM pg_stat_activity
+		  WHERE query = 'raftpg: receiving messages, read by the node worker'}),
+	't', 'node2: the streams read by the node worker were sent a cancel');
+$last = $n1->safe_psql('postgres', "SELECT raftpg.propose('after the cancel')");
+RaftpgTest::wait_applied($last, @nodes);
+is($n2->safe_psql('postgres', $direct_pids), $before,
+	'node2: the same backends still hand their streams to the node worker');
+
 # a stream read by the node worker ends with its backend, and the peer
 # reconnects; with raftpg.direct_receive off the new backends pass the
 # messages on themselves, and the cluster goes on committing through them
