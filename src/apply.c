@@ -18,7 +18,9 @@
  * not at all, and a restart resumes after the last committed batch:
  * every entry is applied exactly once, whenever the worker is killed.
  * Since the Raft log is the durable copy, these commits need no flush of
- * their own (synchronous_commit = off): a lost one is redone.
+ * their own (synchronous_commit = off): a lost one is redone.  Under a
+ * light load a small batch waits a moment (APPLY_LINGER_MS) for more
+ * entries, so that it is not one transaction per commit.
  *
  * A transaction that was cut into several chunks is applied when its last
  * chunk is read; a batch never ends inside one (it stops before its first
@@ -93,6 +95,18 @@
 #define APPLY_BATCH_BYTES		(16 * 1024 * 1024)
 /* with nothing to do, look again this often anyway */
 #define APPLY_IDLE_MS			1000
+
+/*
+ * A batch of fewer entries than this waits until this long after the last
+ * one ended.  Each batch is a transaction of its own, with a scan of the
+ * log and a rewrite of raftpg.apply_state: under a light load, one per
+ * commit cost every node as much CPU as the commit itself.  Under load
+ * the batches are larger anyway, and apply lags by this long at most.
+ */
+#define APPLY_LINGER_ENTRIES	16
+#define APPLY_LINGER_MS			2
+
+static TimestampTz last_batch_end = 0;
 
 static bool am_apply_worker = false;
 
@@ -296,7 +310,22 @@ RaftpgApplyMain(Datum main_arg)
 
 		if (OidIsValid(state_relid) && target > applied_index)
 		{
+			if (target - applied_index < APPLY_LINGER_ENTRIES)
+			{
+				long		wait = APPLY_LINGER_MS -
+					TimestampDifferenceMilliseconds(last_batch_end,
+													GetCurrentTimestamp());
+
+				if (wait > 0)
+				{
+					/* the latch is set by every commit: sleep on time only */
+					(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									 wait, PG_WAIT_EXTENSION);
+					continue;
+				}
+			}
 			apply_batch(target);
+			last_batch_end = GetCurrentTimestamp();
 			/* under load too: reservations must keep ahead of use */
 			SequencesTick(applied_index);
 			continue;
