@@ -107,6 +107,7 @@
 #define APPLY_LINGER_MS			2
 
 static TimestampTz last_batch_end = 0;
+static bool lingered = false;	/* the next batch waited already */
 
 static bool am_apply_worker = false;
 
@@ -261,6 +262,7 @@ RaftpgApplyMain(Datum main_arg)
 		uint64		commit;
 		uint64		durable;
 		uint64		target;
+		uint64		gate;
 		uint64		cluster_id;
 		int			rc;
 
@@ -305,27 +307,33 @@ RaftpgApplyMain(Datum main_arg)
 		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 		commit = RaftpgShmem->status.commit_index;
 		durable = RaftpgShmem->status.last_log_index;
+		gate = RaftpgShmem->gate_index;
 		LWLockRelease(&RaftpgShmem->lock);
 		target = Min(commit, durable);
 
 		if (OidIsValid(state_relid) && target > applied_index)
 		{
-			if (target - applied_index < APPLY_LINGER_ENTRIES)
+			/* at most once per batch, and never while the gate waits */
+			if (!lingered && target - applied_index < APPLY_LINGER_ENTRIES &&
+				gate <= applied_index)
 			{
 				long		wait = APPLY_LINGER_MS -
 					TimestampDifferenceMilliseconds(last_batch_end,
 													GetCurrentTimestamp());
 
+				lingered = true;
 				if (wait > 0)
 				{
 					/* the latch is set by every commit: sleep on time only */
 					(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-									 wait, PG_WAIT_EXTENSION);
+									 Min(wait, APPLY_LINGER_MS),
+									 PG_WAIT_EXTENSION);
 					continue;
 				}
 			}
 			apply_batch(target);
 			last_batch_end = GetCurrentTimestamp();
+			lingered = false;
 			/* under load too: reservations must keep ahead of use */
 			SequencesTick(applied_index);
 			continue;

@@ -692,17 +692,20 @@ StorageFetchOnlyRow(Relation rel, ItemPointer hint, Snapshot snap,
 	bool		found;
 
 	if (ItemPointerIsValid(hint) &&
-		ItemPointerGetBlockNumber(hint) < RelationGetNumberOfBlocks(rel) &&
-		table_tuple_fetch_row_version(rel, hint, snap, slot))
+		ItemPointerGetBlockNumber(hint) < RelationGetNumberOfBlocks(rel))
 	{
 		/*
 		 * Prune the page as a scan would: the dead versions our updates
 		 * leave must go, or the next update finds no room on the page and
-		 * the table grows by a page every few dozen updates.
+		 * the table grows by a page every few dozen updates.  Before the
+		 * fetch: pruning moves the tuples on the page.
 		 */
-		Assert(TTS_IS_BUFFERTUPLE(slot));
-		heap_page_prune_opt(rel, ((BufferHeapTupleTableSlot *) slot)->buffer);
-		return true;
+		Buffer		buf = ReadBuffer(rel, ItemPointerGetBlockNumber(hint));
+
+		heap_page_prune_opt(rel, buf);
+		ReleaseBuffer(buf);
+		if (table_tuple_fetch_row_version(rel, hint, snap, slot))
+			return true;
 	}
 	scan = table_beginscan(rel, snap, 0, NULL);
 	found = table_scan_getnextslot(scan, ForwardScanDirection, slot);

@@ -78,6 +78,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
@@ -979,12 +980,12 @@ TransportDirectRead(uint64 cluster_id,
 void
 TransportDirectAccepting(bool on)
 {
-	if (!on)
-		while (n_direct > 0)
-			direct_close(n_direct - 1);
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	RaftpgShmem->direct_accepting = on;
 	LWLockRelease(&RaftpgShmem->lock);
+	if (!on)
+		while (n_direct > 0)
+			direct_close(n_direct - 1);
 }
 
 /*
@@ -1222,6 +1223,7 @@ stream_direct_wait(void)
 	{
 		for (;;)
 		{
+			RaftpgDirectSlot *s;
 			RaftpgDirectState st;
 			bool		withdrawn = false;
 
@@ -1231,13 +1233,19 @@ stream_direct_wait(void)
 			CHECK_FOR_INTERRUPTS();
 
 			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-			st = RaftpgShmem->direct[my_direct_slot].state;
-			if (st == RAFTPG_DIRECT_FREE ||
-				(st == RAFTPG_DIRECT_OFFERED &&
-				 TimestampDifferenceExceeds(offered, GetCurrentTimestamp(),
-											DIRECT_OFFER_TIMEOUT_MS)))
+			s = &RaftpgShmem->direct[my_direct_slot];
+			st = s->state;
+			if (s->serial != my_direct_serial || st == RAFTPG_DIRECT_FREE)
 			{
-				RaftpgShmem->direct[my_direct_slot].state = RAFTPG_DIRECT_FREE;
+				/* the worker refused it (and the slot may be another's) */
+				my_direct_slot = -1;
+				withdrawn = true;
+			}
+			else if (st == RAFTPG_DIRECT_OFFERED &&
+					 TimestampDifferenceExceeds(offered, GetCurrentTimestamp(),
+												DIRECT_OFFER_TIMEOUT_MS))
+			{
+				s->state = RAFTPG_DIRECT_FREE;
 				my_direct_slot = -1;
 				withdrawn = true;
 			}
@@ -1258,6 +1266,7 @@ stream_direct_wait(void)
 	PG_CATCH();
 	{
 		/* the socket may be the worker's: report, and end the session */
+		HOLD_INTERRUPTS();
 		EmitErrorReport();
 		proc_exit(1);
 	}
@@ -1332,6 +1341,8 @@ raftpg_stream(PG_FUNCTION_ARGS)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* a check hook's catalog lookup must not pin an xmin */
+			InvalidateCatalogSnapshot();
 		}
 		if (!pq_buffer_has_data() &&
 			TimestampDifferenceExceeds(last_offer, GetCurrentTimestamp(),

@@ -133,6 +133,18 @@ RaftpgTest::wait_applied($last, @nodes);
 is(RaftpgTest::log_digest($n3, $last), RaftpgTest::log_digest($n1, $last),
 	'node3: entries keep arriving through the passed-on streams');
 
+# a stream backend reloads the configuration on SIGHUP, and still holds
+# no xmin after it (check hooks may read the catalogs)
+$n3->safe_psql('postgres', 'SELECT pg_reload_conf()');
+$last = $n1->safe_psql('postgres', "SELECT raftpg.propose('after the reload')");
+RaftpgTest::wait_applied($last, @nodes);
+is( $n3->safe_psql(
+		'postgres',
+		q{SELECT count(*), count(backend_xmin), count(backend_xid)
+		  FROM pg_stat_activity WHERE query = 'raftpg: receiving messages'}),
+	'2|0|0',
+	'node3: after a reload the passed-on streams hold no xmin and no xid');
+
 # the leader's view of its followers
 is( $n1->safe_psql(
 		'postgres',
