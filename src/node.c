@@ -423,9 +423,8 @@ node_check_tables(void)
  */
 static WaitEventSet *wait_set = NULL;
 static int	wait_n = 0;
-static TransportWait *wait_socks = NULL;	/* as the set has them */
-static int	wait_socks_size = 0;
-static int	wait_pos[RAFT_MAX_SERVERS + 1 + RAFTPG_MAX_DIRECT];
+static TransportWait wait_socks[TRANSPORT_MAX_WAIT];	/* as the set has them */
+static int	wait_pos[TRANSPORT_MAX_WAIT];
 
 static bool
 wait_set_reusable(const TransportWait *w, int n)
@@ -447,7 +446,7 @@ static void
 node_wait(void)
 {
 	WaitEvent	events[RAFT_MAX_SERVERS + 2];
-	TransportWait *w;
+	TransportWait w[TRANSPORT_MAX_WAIT];
 	long		timeout;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz reconnect;
@@ -471,10 +470,8 @@ node_wait(void)
 		return;
 	}
 
-	w = palloc(sizeof(TransportWait) * TransportWaitCapacity());
 	/* a worker that is no member yet leaves streams unread */
 	n = TransportWaitSockets(w, core != NULL, &reconnect);
-	Assert(n <= lengthof(wait_pos));
 	if (reconnect != 0)
 		timeout = Min(timeout, Max(0, (long) ((reconnect - now) / 1000)));
 
@@ -493,16 +490,7 @@ node_wait(void)
 		for (i = 0; i < n; i++)
 			wait_pos[i] = AddWaitEventToSet(wait_set, w[i].events, w[i].sock,
 											NULL, w[i].peer);
-		if (n > wait_socks_size)
-		{
-			wait_socks_size = Max(n, 4);
-			wait_socks = wait_socks ?
-				repalloc(wait_socks, sizeof(TransportWait) * wait_socks_size) :
-				MemoryContextAlloc(TopMemoryContext,
-								   sizeof(TransportWait) * wait_socks_size);
-		}
-		if (n > 0)
-			memcpy(wait_socks, w, sizeof(TransportWait) * n);
+		memcpy(wait_socks, w, sizeof(TransportWait) * n);
 		wait_n = n;
 	}
 
@@ -581,14 +569,14 @@ node_receive(void)
 	const char *rec;
 	uint32		len;
 
-	TransportDirectAccept();
+	TransportDirectAccept((uint64) state.cluster_id);
 	resetStringInfo(&drain_buf);
 	if (MailboxDrain(RaftpgInbox, &drain_buf) > 0)
 	{
 		while (MailboxNext(&drain_buf, &cursor, &rec, &len))
 			node_receive_batch(rec, len);
 	}
-	TransportDirectRead((uint64) state.cluster_id, node_receive_batch);
+	TransportDirectRead(node_receive_batch);
 }
 
 static void

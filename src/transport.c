@@ -53,10 +53,8 @@
  */
 #include "postgres.h"
 
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -552,10 +550,11 @@ peer_consume(TransportPeer *p)
 }
 
 /*
- * The sockets to wait for, into w (room for TransportWaitCapacity()): one
- * per peer and, if direct (the worker runs a core and reads streams), the
- * hand-off socket and the streams the worker reads itself.  Returns how many, and sets *reconnect to the earliest
- * time a reconnection is due (0 if none).  A socket is "settled" once its
+ * The sockets to wait for, into w (room for TRANSPORT_MAX_WAIT): one per
+ * peer and, if direct (the worker runs a core and reads streams), the
+ * hand-off socket and the streams the worker reads itself.  Returns how
+ * many, and sets *reconnect to the earliest time a reconnection is due (0
+ * if none).  A socket is "settled" once its
  * connection is up: until then libpq may close it and open another under
  * the same number, so a wait set must not keep it from one pass to the
  * next.
@@ -568,6 +567,7 @@ TransportWaitSockets(TransportWait *w, bool direct, TimestampTz *reconnect)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
 
+	Assert(n_peers <= RAFT_MAX_SERVERS);	/* a configuration's servers */
 	for (i = 0; i < n_peers; i++)
 	{
 		TransportPeer *p = &peers[i];
@@ -613,13 +613,6 @@ TransportWaitSockets(TransportWait *w, bool direct, TimestampTz *reconnect)
 	}
 	*reconnect = next;
 	return n;
-}
-
-/* room for TransportWaitSockets() */
-int
-TransportWaitCapacity(void)
-{
-	return n_peers + 1 + RAFTPG_MAX_DIRECT;
 }
 
 /* advance every connection: connect, start streams, read, flush */
@@ -739,10 +732,12 @@ direct_close(int i)
 /*
  * Take the sockets backends handed over since the last call.  One that no
  * longer is on offer (the backend gave up waiting, or is gone) is closed
- * again: the backend reads it, or nobody does.
+ * again: the backend reads it, or nobody does.  One offered for another
+ * cluster than cluster_id (this node's now: it may have changed since the
+ * offer) is refused, and its backend reads on and refuses the messages.
  */
 void
-TransportDirectAccept(void)
+TransportDirectAccept(uint64 cluster_id)
 {
 	if (handoff_fds[0] < 0)
 		return;
@@ -820,6 +815,8 @@ TransportDirectAccept(void)
 		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 		if (s->state == RAFTPG_DIRECT_OFFERED && s->serial == m.serial)
 		{
+			if (s->cluster_id != cluster_id)
+				fits = false;
 			s->state = fits ? RAFTPG_DIRECT_TAKEN : RAFTPG_DIRECT_FREE;
 			procno = s->procno;
 			ok = true;
@@ -850,8 +847,7 @@ TransportDirectAccept(void)
  * violation).  Bytes of an unfinished message stay in the buffer.
  */
 static bool
-direct_messages(DirectConn *c, uint64 cluster_id,
-				void (*batch) (const char *data, uint32 len))
+direct_messages(DirectConn *c, void (*batch) (const char *data, uint32 len))
 {
 	int			pos = 0;
 	bool		ok = true;
@@ -874,18 +870,7 @@ direct_messages(DirectConn *c, uint64 cluster_id,
 		if ((uint32) (c->in.len - pos - 1) < len)
 			break;
 		if (type == 'd')
-		{
-			if (RaftpgShmem->direct[c->slot].cluster_id != cluster_id)
-			{
-				ereport(LOG,
-						(errcode(ERRCODE_PROTOCOL_VIOLATION),
-						 errmsg("raftpg: closed a message stream of cluster " UINT64_FORMAT ", this node is in cluster " UINT64_FORMAT,
-								RaftpgShmem->direct[c->slot].cluster_id, cluster_id)));
-				ok = false;
-				break;
-			}
 			batch(c->in.data + pos + 5, len - 4);
-		}
 		else if (type != 'H' && type != 'S')
 		{
 			/* CopyDone, Terminate or anything else: the end */
@@ -910,8 +895,7 @@ direct_messages(DirectConn *c, uint64 cluster_id,
  * close the streams that ended, on either side.
  */
 void
-TransportDirectRead(uint64 cluster_id,
-					void (*batch) (const char *data, uint32 len))
+TransportDirectRead(void (*batch) (const char *data, uint32 len))
 {
 	int			i = 0;
 
@@ -948,7 +932,7 @@ TransportDirectRead(uint64 cluster_id,
 			}
 			c->in.len += r;
 			got += r;
-			if (!direct_messages(c, cluster_id, batch))
+			if (!direct_messages(c, batch))
 				end = true;
 		}
 		if (end)
@@ -1333,10 +1317,6 @@ raftpg_stream(PG_FUNCTION_ARGS)
 		unsigned char c;
 		int			r;
 
-		/*
-		 * Between two messages, with none of the next one buffered: the
-		 * node worker can read the rest of the stream itself.
-		 */
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -1344,6 +1324,11 @@ raftpg_stream(PG_FUNCTION_ARGS)
 			/* a check hook's catalog lookup must not pin an xmin */
 			InvalidateCatalogSnapshot();
 		}
+
+		/*
+		 * Between two messages, with none of the next one buffered: the
+		 * node worker can read the rest of the stream itself.
+		 */
 		if (!pq_buffer_has_data() &&
 			TimestampDifferenceExceeds(last_offer, GetCurrentTimestamp(),
 									   DIRECT_OFFER_INTERVAL_MS))

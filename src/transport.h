@@ -63,15 +63,16 @@ typedef struct TransportWait
 	TransportPeer *peer;
 } TransportWait;
 
+/* the most sockets it waits on: every peer, the hand-off, every stream */
+#define TRANSPORT_MAX_WAIT	(RAFT_MAX_SERVERS + 1 + RAFTPG_MAX_DIRECT)
+
 extern bool raftpg_direct_receive;
 
 extern int	TransportWaitSockets(TransportWait *w, bool direct,
 								 TimestampTz *reconnect);
-extern int	TransportWaitCapacity(void);
 extern void TransportDirectInit(void);
-extern void TransportDirectAccept(void);
-extern void TransportDirectRead(uint64 cluster_id,
-								void (*batch) (const char *data, uint32 len));
+extern void TransportDirectAccept(uint64 cluster_id);
+extern void TransportDirectRead(void (*batch) (const char *data, uint32 len));
 extern void TransportDirectAccepting(bool on);
 extern void TransportDirectShutdown(void);
 extern void TransportPoll(uint64 cluster_id);
