@@ -19,8 +19,9 @@
  * every entry is applied exactly once, whenever the worker is killed.
  * Since the Raft log is the durable copy, these commits need no flush of
  * their own (synchronous_commit = off): a lost one is redone.  Under a
- * light load a small batch waits a moment (APPLY_LINGER_MS) for more
- * entries, so that it is not one transaction per commit.
+ * light load a small batch waits a moment (raftpg.apply_linger) for more
+ * entries, so that it is not one transaction per commit -- unless a
+ * backend waits for apply (RaftpgWaitApplied()) or the write gate does.
  *
  * A transaction that was cut into several chunks is applied when its last
  * chunk is read; a batch never ends inside one (it stops before its first
@@ -97,14 +98,16 @@
 #define APPLY_IDLE_MS			1000
 
 /*
- * A batch of fewer entries than this waits until this long after the last
- * one ended.  Each batch is a transaction of its own, with a scan of the
- * log and a rewrite of raftpg.apply_state: under a light load, one per
- * commit cost every node as much CPU as the commit itself.  Under load
- * the batches are larger anyway, and apply lags by this long at most.
+ * A batch of fewer entries than this waits until raftpg.apply_linger after
+ * the last one ended.  Each batch is a transaction of its own, with a scan
+ * of the log and a rewrite of raftpg.apply_state: under a light load, one
+ * per commit cost every node as much CPU as the commit itself.  Under load
+ * the batches are larger anyway, and apply lags by the linger at most --
+ * unless someone waits for it: then it applies at once.
  */
 #define APPLY_LINGER_ENTRIES	16
-#define APPLY_LINGER_MS			2
+
+int			raftpg_apply_linger = 5;
 
 static TimestampTz last_batch_end = 0;
 static bool lingered = false;	/* the next batch waited already */
@@ -264,6 +267,9 @@ RaftpgApplyMain(Datum main_arg)
 		uint64		target;
 		uint64		gate;
 		uint64		cluster_id;
+		uint32		waiters;
+		long		linger_ms;
+		bool		linger;
 		int			rc;
 
 		MemoryContextReset(apply_cxt);
@@ -303,34 +309,46 @@ RaftpgApplyMain(Datum main_arg)
 			MemoryContextSwitchTo(apply_cxt);
 		}
 
-		/* committed entries that are durable here too */
-		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+		/*
+		 * Committed entries that are durable here too.  After a batch,
+		 * the next one waits until raftpg.apply_linger after it, whether
+		 * anything came yet or not: under a light, steady load that is
+		 * one wake-up per batch, on the timer.  Commits wake us only once
+		 * a full batch is there (or at the first one, when nothing is
+		 * left to linger for); apply_wake_at, set in the same hold of the
+		 * lock in which the commit index is read, tells the node worker
+		 * which.  The first commit after a quiet spell is applied at once.
+		 */
+		linger_ms = 0;
+		if (!lingered && OidIsValid(state_relid))
+			linger_ms = raftpg_apply_linger -
+				TimestampDifferenceMilliseconds(last_batch_end,
+												GetCurrentTimestamp());
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 		commit = RaftpgShmem->status.commit_index;
 		durable = RaftpgShmem->status.last_log_index;
 		gate = RaftpgShmem->gate_index;
-		LWLockRelease(&RaftpgShmem->lock);
+		waiters = RaftpgShmem->apply_waiters;
 		target = Min(commit, durable);
+		/* at most once per batch, never while the gate or anyone waits */
+		linger = linger_ms > 0 &&
+			target < applied_index + APPLY_LINGER_ENTRIES &&
+			gate <= applied_index && waiters == 0;
+		RaftpgShmem->apply_wake_at = applied_index +
+			(linger ? APPLY_LINGER_ENTRIES : 1);
+		LWLockRelease(&RaftpgShmem->lock);
 
+		if (linger)
+		{
+			lingered = true;
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   Min(linger_ms, raftpg_apply_linger), PG_WAIT_EXTENSION);
+			if (rc & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			continue;
+		}
 		if (OidIsValid(state_relid) && target > applied_index)
 		{
-			/* at most once per batch, and never while the gate waits */
-			if (!lingered && target - applied_index < APPLY_LINGER_ENTRIES &&
-				gate <= applied_index)
-			{
-				long		wait = APPLY_LINGER_MS -
-					TimestampDifferenceMilliseconds(last_batch_end,
-													GetCurrentTimestamp());
-
-				lingered = true;
-				if (wait > 0)
-				{
-					/* the latch is set by every commit: sleep on time only */
-					(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-									 Min(wait, APPLY_LINGER_MS),
-									 PG_WAIT_EXTENSION);
-					continue;
-				}
-			}
 			apply_batch(target);
 			last_batch_end = GetCurrentTimestamp();
 			lingered = false;
@@ -1160,36 +1178,69 @@ apply_txn(uint64 index)
  * Wait until this node has applied the log up to index (true), or deadline
  * passed (false, with what was applied in *applied if not NULL).  Anyone
  * waiting for apply waits here: the apply worker broadcasts on the
- * condition variable after each batch.
+ * condition variable after each batch.  While anyone waits, the apply
+ * worker does not linger over a batch (apply_waiters), and it is woken
+ * when the wait begins, in case it lingers already.
  */
+/* no longer waiting for apply: also on an error, or on FATAL */
+static void
+wait_applied_done(int code, Datum arg)
+{
+	bool	   *counted = (bool *) DatumGetPointer(arg);
+
+	ConditionVariableCancelSleep();
+	if (*counted)
+	{
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		Assert(RaftpgShmem->apply_waiters > 0);
+		RaftpgShmem->apply_waiters--;
+		LWLockRelease(&RaftpgShmem->lock);
+		*counted = false;
+	}
+}
+
 bool
 RaftpgWaitApplied(uint64 index, TimestampTz deadline, uint64 *applied_out)
 {
-	bool		reached = false;
+	volatile bool reached = false;
+	bool		counted = false;
 
-	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
-	for (;;)
+	PG_ENSURE_ERROR_CLEANUP(wait_applied_done, PointerGetDatum(&counted));
 	{
-		uint64		applied;
-
-		LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
-		applied = RaftpgShmem->applied_index;
-		LWLockRelease(&RaftpgShmem->lock);
-		if (applied_out)
-			*applied_out = applied;
-		if (applied >= index)
+		ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
+		for (;;)
 		{
-			reached = true;
-			break;
+			uint64		applied;
+			Latch	   *latch = NULL;
+
+			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+			applied = RaftpgShmem->applied_index;
+			if (applied < index && !counted)
+			{
+				RaftpgShmem->apply_waiters++;
+				counted = true;
+				latch = RaftpgShmem->apply_latch;
+			}
+			LWLockRelease(&RaftpgShmem->lock);
+			if (latch)
+				SetLatch(latch);
+			if (applied_out)
+				*applied_out = applied;
+			if (applied >= index)
+			{
+				reached = true;
+				break;
+			}
+			if (RaftpgRemainingMs(deadline) == 0)
+				break;
+			(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
+											   Min(RaftpgRemainingMs(deadline), 1000),
+											   PG_WAIT_EXTENSION);
+			CHECK_FOR_INTERRUPTS();
 		}
-		if (RaftpgRemainingMs(deadline) == 0)
-			break;
-		(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-										   Min(RaftpgRemainingMs(deadline), 1000),
-										   PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
 	}
-	ConditionVariableCancelSleep();
+	PG_END_ENSURE_ERROR_CLEANUP(wait_applied_done, PointerGetDatum(&counted));
+	wait_applied_done(0, PointerGetDatum(&counted));
 	return reached;
 }
 

@@ -678,9 +678,14 @@ unclosed_orphan(void)
 	pfree(copy);
 	if (orphan != 0)
 	{
+		Latch	   *apply_latch;
+
 		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 		RaftpgShmem->gate_index = Max(RaftpgShmem->gate_index, orphan);
+		apply_latch = RaftpgShmem->apply_latch;
 		LWLockRelease(&RaftpgShmem->lock);
+		if (apply_latch)
+			SetLatch(apply_latch);
 	}
 	return orphan;
 }
@@ -1616,10 +1621,16 @@ capture_xact_callback(XactEvent event, void *arg)
 				 * Our entry may commit while our rows are free again: nobody
 				 * may build on them until apply has decided (see above).
 				 */
+				Latch	   *apply_latch;
+
 				LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 				RaftpgShmem->gate_index = Max(RaftpgShmem->gate_index,
 											  cap->proposed_index);
+				apply_latch = RaftpgShmem->apply_latch;
 				LWLockRelease(&RaftpgShmem->lock);
+				/* apply decides it without lingering */
+				if (apply_latch)
+					SetLatch(apply_latch);
 			}
 			CaptureSetSlot(RAFTPG_SLOT_IDLE, InvalidTransactionId);
 			cap = NULL;

@@ -400,6 +400,7 @@ node_check_tables(void)
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	RaftpgShmem->cluster_id = 0;
 	RaftpgShmem->applied_index = 0;
+	RaftpgShmem->apply_wake_at = 0;
 	RaftpgShmem->status.applied_index = 0;
 	memset(&RaftpgShmem->status, 0, sizeof(RaftpgShmem->status));
 	RaftpgShmem->status.role = RAFTPG_ROLE_UNCONFIGURED;
@@ -1204,6 +1205,7 @@ node_publish(void)
 	uint32		i;
 	bool		wake;
 	Latch	   *apply_latch = NULL;
+	uint64		applicable;
 	int			n_wake = 0;
 
 	raft_get_status(core, &st);
@@ -1233,7 +1235,15 @@ node_publish(void)
 		RaftpgShmem->status.role != ns.role ||
 		RaftpgShmem->status.leader_id != ns.leader_id ||
 		RaftpgShmem->status.config_index != ns.config_index;
-	if (RaftpgShmem->status.commit_index != ns.commit_index)
+	/*
+	 * Wake the apply worker once the committed and durable log reaches the
+	 * index it asked for (apply.c): a batch it lingers over is not woken
+	 * for every commit.
+	 */
+	applicable = Min(ns.commit_index, ns.last_log_index);
+	if (applicable > Min(RaftpgShmem->status.commit_index,
+						 RaftpgShmem->status.last_log_index) &&
+		applicable >= RaftpgShmem->apply_wake_at)
 		apply_latch = RaftpgShmem->apply_latch;
 	ns.applied_index = RaftpgShmem->applied_index;
 	RaftpgShmem->status = ns;
@@ -1247,6 +1257,9 @@ node_publish(void)
 		RaftpgShmem->ready_term = st.term;
 		RaftpgShmem->gate_index = Max(RaftpgShmem->gate_index,
 									  (uint64) state.last_log_index);
+		/* and applies it without lingering */
+		if (RaftpgShmem->gate_index > RaftpgShmem->applied_index)
+			apply_latch = RaftpgShmem->apply_latch;
 	}
 	else if (st.role != RAFT_LEADER)
 		RaftpgShmem->ready_term = 0;

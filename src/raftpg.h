@@ -269,6 +269,18 @@ typedef struct RaftpgShared
 	pid_t		apply_pid;
 	Latch	   *apply_latch;
 	uint64		applied_index;
+
+	/*
+	 * When the node worker wakes the apply worker: once the committed and
+	 * durable log reaches apply_wake_at.  The apply worker sets it under
+	 * the lock, in the same hold in which it reads the commit index, to
+	 * the next entry when it waits for work and further ahead while it
+	 * lingers to gather a batch.  Whoever waits for apply (apply_waiters,
+	 * RaftpgWaitApplied()) or raises gate_index sets its latch directly:
+	 * then it applies at once.
+	 */
+	uint64		apply_wake_at;
+	uint32		apply_waiters;
 	uint64		apply_error_index;	/* entry apply last failed on, 0 if none */
 	char		apply_error[256];
 
@@ -313,6 +325,7 @@ extern char *raftpg_database;
 extern int	raftpg_heartbeat_interval;
 extern int	raftpg_election_timeout;
 extern int	raftpg_commit_timeout;
+extern int	raftpg_apply_linger;
 extern RaftpgShared *RaftpgShmem;
 extern RaftpgMailbox *RaftpgInbox;
 extern RaftpgMailbox *RaftpgRequests;

@@ -156,12 +156,51 @@ for my $i (101 .. 120)
 is($ok, 20,
 	'wait_for_index(last_write_index() of the leader session) on a follower, then a local read, sees the row, 20 times');
 
+my ($t0, $elapsed);
+
+# ---- apply gathers small batches (raftpg.apply_linger), but not while
+# anyone waits for it: with a 10 s linger on f2, a commit there stays
+# unapplied while nobody asks, and wait_for_index() and a linearizable read
+# are served at once all the same
+$f2->append_conf('postgresql.conf', "raftpg.apply_linger = '10s'\n");
+{
+	local $ENV{PGSERVICEFILE} = $relay->env_for($f2);
+	$f2->restart;
+}
+RaftpgTest::wait_for_worker($f2);
+my $f2_status = 'SELECT commit_index, applied_index FROM raftpg.status()';
+$writer->query_safe("INSERT INTO public.reads VALUES (150, 'linger 1')");
+my $w = $writer->query_safe('SELECT raftpg.last_write_index()');
+is($f2->safe_psql('postgres', "SELECT raftpg.wait_for_index($w, '60s')"), 't',
+	'with a 10 s apply linger, a follower applies a write once asked to');
+# that batch just ended: the next one lingers
+$writer->query_safe("INSERT INTO public.reads VALUES (151, 'linger 2')");
+$w = $writer->query_safe('SELECT raftpg.last_write_index()');
+$f2->poll_query_until('postgres', "SELECT commit_index >= $w FROM raftpg.status()")
+  or die 'f2 did not learn of the commit';
+my ($c, $a) = split /\|/, $f2->safe_psql('postgres', $f2_status);
+cmp_ok($a, '<', $w,
+	"... the next commit waits there while nobody asks (commit $c, applied $a, write $w)");
+$t0 = time();
+is($f2->safe_psql('postgres', "SELECT raftpg.wait_for_index($w, '5s')"), 't',
+	'... and wait_for_index() on it ends the wait');
+$elapsed = time() - $t0;
+cmp_ok($elapsed, '<', 5, "... at once (${elapsed}s)");
+$writer->query_safe("INSERT INTO public.reads VALUES (152, 'linger 3')");
+is( $f2->safe_psql('postgres',
+		q{SET raftpg.read_consistency = linearizable; SET raftpg.commit_timeout = '5s';
+		  SELECT v FROM public.reads WHERE id = 152}),
+	'linger 3',
+	'... so does a linearizable read of a write made during the linger');
+$f2->append_conf('postgresql.conf', "raftpg.apply_linger = '5ms'\n");
+$f2->reload;
+
 # ---- a follower cut off from the others
 $relay->partition($f1->name);
 $lin->query_safe("SET raftpg.commit_timeout = '2s'");
-my $t0 = time();
+$t0 = time();
 ($res, $err) = run($lin, 'SELECT count(*) FROM public.reads');
-my $elapsed = time() - $t0;
+$elapsed = time() - $t0;
 ok($err, 'a follower cut off from the leader cannot serve a linearizable read');
 like($err, qr/no raftpg leader could confirm a linearizable read/,
 	'... and says that no leader confirmed it');
@@ -225,7 +264,7 @@ $f2->poll_query_until('postgres',
 	q{SELECT current_setting('raftpg.read_consistency') = 'linearizable'})
   or die 'the setting did not take after a reload';
 RaftpgTest::wait_leader(@nodes);
-is($f2->safe_psql('postgres', 'SELECT count(*) FROM public.reads'), '113',
+is($f2->safe_psql('postgres', 'SELECT count(*) FROM public.reads'), '116',
 	'a linearizable read by default after a reload: every row');
 
 RaftpgTest::stop_nodes(@nodes);
