@@ -265,15 +265,14 @@ RaftpgApplyMain(Datum main_arg)
 		uint64		commit;
 		uint64		durable;
 		uint64		target;
-		uint64		gate;
 		uint64		cluster_id;
-		uint32		waiters;
 		long		linger_ms;
 		bool		linger;
-		int			rc;
 
 		MemoryContextReset(apply_cxt);
 		MemoryContextSwitchTo(apply_cxt);
+		/* before looking for work: whatever sets it later wakes the wait */
+		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -325,15 +324,28 @@ RaftpgApplyMain(Datum main_arg)
 				TimestampDifferenceMilliseconds(last_batch_end,
 												GetCurrentTimestamp());
 		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		if (RaftpgShmem->cluster_id != loaded_cluster_id)
+		{
+			/* reset by the node worker: start over with the new cluster */
+			RaftpgShmem->apply_wake_at = 0;
+			LWLockRelease(&RaftpgShmem->lock);
+			continue;
+		}
 		commit = RaftpgShmem->status.commit_index;
 		durable = RaftpgShmem->status.last_log_index;
-		gate = RaftpgShmem->gate_index;
-		waiters = RaftpgShmem->apply_waiters;
 		target = Min(commit, durable);
-		/* at most once per batch, never while the gate or anyone waits */
+
+		/*
+		 * At most once per batch, and never while anyone waits: a backend
+		 * for apply, the write gate, or a new leader for its sequences'
+		 * reservations (sequences.c), which open local writes too.
+		 */
 		linger = linger_ms > 0 &&
 			target < applied_index + APPLY_LINGER_ENTRIES &&
-			gate <= applied_index && waiters == 0;
+			RaftpgShmem->gate_index <= applied_index &&
+			RaftpgShmem->apply_waiters == 0 &&
+			(RaftpgShmem->ready_term == 0 ||
+			 RaftpgShmem->seq_ready_term == RaftpgShmem->ready_term);
 		RaftpgShmem->apply_wake_at = applied_index +
 			(linger ? APPLY_LINGER_ENTRIES : 1);
 		LWLockRelease(&RaftpgShmem->lock);
@@ -341,10 +353,10 @@ RaftpgApplyMain(Datum main_arg)
 		if (linger)
 		{
 			lingered = true;
-			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						   Min(linger_ms, raftpg_apply_linger), PG_WAIT_EXTENSION);
-			if (rc & WL_LATCH_SET)
-				ResetLatch(MyLatch);
+			(void) WaitLatch(MyLatch,
+							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(linger_ms, raftpg_apply_linger),
+							 PG_WAIT_EXTENSION);
 			continue;
 		}
 		if (OidIsValid(state_relid) && target > applied_index)
@@ -359,10 +371,8 @@ RaftpgApplyMain(Datum main_arg)
 		if (OidIsValid(state_relid))
 			SequencesTick(applied_index);
 
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   APPLY_IDLE_MS, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 APPLY_IDLE_MS, PG_WAIT_EXTENSION);
 	}
 }
 
@@ -1174,19 +1184,11 @@ apply_txn(uint64 index)
 	MemoryContextDelete(cxt);
 }
 
-/*
- * Wait until this node has applied the log up to index (true), or deadline
- * passed (false, with what was applied in *applied if not NULL).  Anyone
- * waiting for apply waits here: the apply worker broadcasts on the
- * condition variable after each batch.  While anyone waits, the apply
- * worker does not linger over a batch (apply_waiters), and it is woken
- * when the wait begins, in case it lingers already.
- */
-/* no longer waiting for apply: also on an error, or on FATAL */
+/* RaftpgWaitApplied() waits no longer: also on an error, or on FATAL */
 static void
 wait_applied_done(int code, Datum arg)
 {
-	bool	   *counted = (bool *) DatumGetPointer(arg);
+	volatile bool *counted = (volatile bool *) DatumGetPointer(arg);
 
 	ConditionVariableCancelSleep();
 	if (*counted)
@@ -1199,18 +1201,34 @@ wait_applied_done(int code, Datum arg)
 	}
 }
 
+/*
+ * Wait until this node has applied the log up to index (true), or deadline
+ * passed (false, with what was applied in *applied if not NULL).  Anyone
+ * waiting for apply waits here: the apply worker broadcasts on the
+ * condition variable after each batch.  While anyone waits, the apply
+ * worker does not linger over a batch (apply_waiters), and it is woken
+ * when the wait begins, in case it lingers already.
+ */
 bool
 RaftpgWaitApplied(uint64 index, TimestampTz deadline, uint64 *applied_out)
 {
 	volatile bool reached = false;
-	bool		counted = false;
+	volatile bool counted = false;
+	uint64		applied;
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	applied = RaftpgShmem->applied_index;
+	LWLockRelease(&RaftpgShmem->lock);
+	if (applied_out)
+		*applied_out = applied;
+	if (applied >= index)
+		return true;
 
 	PG_ENSURE_ERROR_CLEANUP(wait_applied_done, PointerGetDatum(&counted));
 	{
 		ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
 		for (;;)
 		{
-			uint64		applied;
 			Latch	   *latch = NULL;
 
 			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
@@ -1234,7 +1252,8 @@ RaftpgWaitApplied(uint64 index, TimestampTz deadline, uint64 *applied_out)
 			if (RaftpgRemainingMs(deadline) == 0)
 				break;
 			(void) ConditionVariableTimedSleep(&RaftpgShmem->cv,
-											   Min(RaftpgRemainingMs(deadline), 1000),
+											   Min(RaftpgRemainingMs(deadline),
+												   1000),
 											   PG_WAIT_EXTENSION);
 			CHECK_FOR_INTERRUPTS();
 		}

@@ -11,6 +11,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 use RaftpgTest;
 
@@ -53,13 +54,35 @@ for my $round (1 .. 2)
 	$highest = $aborted if $aborted > $highest;
 	RaftpgTest::check_same($leader, 'public.s', 'id', "round $round", @nodes);
 
+	# in the second round, apply lingers 10 s over small batches: a new
+	# leader must not linger over the reservation that opens its writes
+	if ($round == 2)
+	{
+		for my $n (@nodes)
+		{
+			$n->append_conf('postgresql.conf', "raftpg.apply_linger = '10s'\n");
+			$n->reload;
+		}
+	}
 	my $old = $leader;
 	RaftpgTest::kill9($old);
 	my @rest = grep { $_ != $old } @nodes;
 	$leader = RaftpgTest::wait_leader(\@rest);
+	my $t0 = time();
 	my $first = $leader->safe_psql('postgres', q{
 		INSERT INTO public.s (v) VALUES ('new leader') RETURNING id;
 	});
+	my $took = time() - $t0;
+	if ($round == 2)
+	{
+		cmp_ok($took, '<', 5,
+			"round $round: with a 10 s apply linger, the new leader takes writes at once (${took}s)");
+		for my $n (@nodes)
+		{
+			$n->append_conf('postgresql.conf', "raftpg.apply_linger = '5ms'\n");
+			$n->reload if $n != $old;
+		}
+	}
 	my $first_i = $leader->safe_psql('postgres', q{
 		INSERT INTO public.i (v) VALUES ('new leader') RETURNING id;
 	});
