@@ -201,7 +201,8 @@ CREATE FUNCTION raftpg.stats(
 	OUT append_rejects_received bigint,
 	OUT replicated_commits bigint,
 	OUT replicated_commits_async bigint,
-	OUT applied_transactions bigint)
+	OUT applied_transactions bigint,
+	OUT worker_passes bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'raftpg_stats'
 LANGUAGE C STRICT VOLATILE;

@@ -1131,8 +1131,8 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	uint64		commits;
 	uint64		commits_async;
 	uint64		applied_entries;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[17];
+	bool		nulls[17];
 	int			i = 0;
 
 	RaftpgCheckPreloaded();
@@ -1161,6 +1161,7 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) commits);
 	values[i++] = Int64GetDatum((int64) commits_async);
 	values[i++] = Int64GetDatum((int64) applied_entries);
+	values[i++] = Int64GetDatum((int64) s.worker_passes);
 	Assert(i == tupdesc->natts);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

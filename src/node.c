@@ -181,6 +181,7 @@ RaftpgNodeMain(Datum main_arg)
 			continue;
 		}
 
+		stats.worker_passes++;
 		node_check_tables();
 		if (core == NULL)
 			continue;
@@ -454,10 +455,16 @@ node_wait(void)
 	int			n;
 	int			i;
 
+	/*
+	 * Rounded up (TimestampDifferenceMilliseconds): truncated, the last
+	 * millisecond before every tick was a timeout of 0, spent going round
+	 * the loop without sleeping -- up to a millisecond of CPU per tick and
+	 * node, in the way of whatever the machine had to do then.
+	 */
 	if (core == NULL)
 		timeout = RAFTPG_UNCONFIGURED_POLL_MS;
 	else
-		timeout = Max(0, (long) ((next_tick - now) / 1000));
+		timeout = TimestampDifferenceMilliseconds(now, next_tick);
 
 	/*
 	 * Under load the latch is set again before the pass ends (messages and
@@ -474,7 +481,7 @@ node_wait(void)
 	/* a worker that is no member yet leaves streams unread */
 	n = TransportWaitSockets(w, core != NULL, &reconnect);
 	if (reconnect != 0)
-		timeout = Min(timeout, Max(0, (long) ((reconnect - now) / 1000)));
+		timeout = Min(timeout, TimestampDifferenceMilliseconds(now, reconnect));
 
 	if (wait_set_reusable(w, n))
 	{

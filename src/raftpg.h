@@ -104,6 +104,7 @@ typedef struct RaftpgStats
 	uint64		entries_appended;
 	uint64		persist_failures;	/* persistence transactions aborted */
 	uint64		append_rejects_received;	/* leader: refusals from peers */
+	uint64		worker_passes;	/* rounds of the node worker's event loop */
 } RaftpgStats;
 
 /* Where a persistence can be made to fail (raftpg.inject_fault). */

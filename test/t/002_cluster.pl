@@ -10,6 +10,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 use RaftpgTest;
 
@@ -154,6 +155,26 @@ is( $n1->safe_psql(
 
 cmp_ok($n1->safe_psql('postgres', 'SELECT appends FROM raftpg.stats'),
 	'>', 0, 'raftpg.stats counts appends');
+
+# an idle member's node worker sleeps between its ticks (heartbeats every
+# 100 ms): it goes round its loop a few times per tick, not hundreds of
+# times in the last millisecond before each (a wait rounded down to 0 ms)
+for my $n ($n1, $n2)
+{
+	my $passes = sub {
+		return $n->safe_psql('postgres',
+			'SELECT worker_passes, messages_in FROM raftpg.stats');
+	};
+	my ($p0, $m0) = split /\|/, $passes->();
+	my $t0 = time();
+	# the measuring interval, not a wait for a condition
+	$n->safe_psql('postgres', 'SELECT pg_sleep(2)');
+	my ($p1, $m1) = split /\|/, $passes->();
+	my $rate = ($p1 - $p0) / (time() - $t0);
+	cmp_ok($rate, '<', 100,
+		$n->name . sprintf(': an idle node worker goes round %.0f times a second (%d messages in)',
+			$rate, $m1 - $m0));
+}
 
 # ---- errors
 my ($ret, $out, $err) = $n2->psql('postgres', "SELECT raftpg.propose('x')");
