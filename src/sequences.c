@@ -40,9 +40,13 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "catalog/pg_sequence.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "raftpg.h"
 #include "capture.h"
@@ -62,7 +66,7 @@ int			raftpg_sequence_reserve = 100000;
 static const char *const seq_query =
 "SELECT n.nspname, c.relname, "
 "       coalesce(pg_catalog.pg_sequence_last_value(c.oid), q.seqstart - q.seqincrement), "
-"       q.seqmax, q.seqincrement, q.seqtypid "
+"       q.seqmax, q.seqincrement, q.seqtypid, c.oid "
 "FROM pg_catalog.pg_depend d "
 "JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S' "
 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
@@ -74,6 +78,7 @@ static const char *const seq_query =
 
 typedef struct SeqInfo
 {
+	Oid			oid;
 	char	   *nspname;
 	char	   *relname;
 	int64		last;
@@ -110,6 +115,7 @@ owned_sequences(Oid relid)
 		s->max = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 		s->increment = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 		type = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		s->oid = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 		s->type_max = type == INT2OID ? PG_INT16_MAX :
 			type == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
 		out = lappend(out, s);
@@ -259,6 +265,88 @@ SequencesApply(RaftpgReader *r, bool origin_here)
 }
 
 /*
+ * The sequences the leader's refill check looks at five times a second:
+ * their oids, from owned_sequences()'s catalog query, which costs the
+ * apply worker most of a millisecond each time -- in the way of the
+ * commits that need the CPU then.  The list holds until a relation cache
+ * invalidation: every change to which sequences belong to replicated
+ * tables (replicate_table(), unreplicate_table(), DDL) sends one, and so
+ * does every fence set by ALTER SEQUENCE.
+ */
+static Oid *refill_oids = NULL;
+static int	n_refill_oids = 0;
+static bool refill_oids_valid = false;
+
+static void
+refill_oids_inval(Datum arg, Oid relid)
+{
+	refill_oids_valid = false;
+}
+
+static void
+refill_oids_remember(List *seqs)
+{
+	ListCell   *lc;
+
+	if (refill_oids)
+		pfree(refill_oids);
+	refill_oids = MemoryContextAlloc(TopMemoryContext,
+									 sizeof(Oid) * Max(1, list_length(seqs)));
+	n_refill_oids = 0;
+	foreach(lc, seqs)
+		refill_oids[n_refill_oids++] = ((SeqInfo *) lfirst(lc))->oid;
+	refill_oids_valid = true;
+}
+
+/*
+ * Whether a sequence of the remembered list may need a reservation, by the
+ * rule of propose_reservations(), read from the syscache and the sequence
+ * itself: no query.  True as well when the list is not known.
+ */
+static bool
+refill_may_be_needed(void)
+{
+	int			i;
+
+	if (!refill_oids_valid)
+		return true;
+	for (i = 0; i < n_refill_oids; i++)
+	{
+		HeapTuple	tup;
+		Form_pg_sequence seq;
+		int64		last;
+		int64		type_max;
+		LOCAL_FCINFO(fcinfo, 1);
+
+		tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(refill_oids[i]));
+		if (!HeapTupleIsValid(tup))
+			return true;		/* dropped: the query will tell */
+		seq = (Form_pg_sequence) GETSTRUCT(tup);
+		if (seq->seqincrement <= 0)
+		{
+			ReleaseSysCache(tup);
+			continue;
+		}
+		type_max = seq->seqtypid == INT2OID ? PG_INT16_MAX :
+			seq->seqtypid == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
+		InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = ObjectIdGetDatum(refill_oids[i]);
+		fcinfo->args[0].isnull = false;
+		last = DatumGetInt64(pg_sequence_last_value(fcinfo));
+		if (fcinfo->isnull)
+			last = seq->seqstart - seq->seqincrement;
+		if (seq->seqmax >= type_max ||
+			seq->seqmax - last <= ((int64) raftpg_sequence_reserve / 2) * seq->seqincrement)
+		{
+			ReleaseSysCache(tup);
+			return true;
+		}
+		ReleaseSysCache(tup);
+	}
+	return false;
+}
+
+/*
  * Build and propose a reservation for the sequences that need one (all of
  * them when all is true); *index is its entry, 0 if none was needed.
  * Returns false if the node worker refused it (not the leader of term any
@@ -282,6 +370,7 @@ propose_reservations(bool all, uint64 term, uint64 *index)
 	uint32		clen;
 
 	seqs = owned_sequences(InvalidOid);
+	refill_oids_remember(seqs);
 	foreach(lc, seqs)
 	{
 		SeqInfo    *s = lfirst(lc);
@@ -363,6 +452,7 @@ SequencesTick(uint64 applied)
 	static uint64 takeover_term = 0;	/* term of the pending takeover */
 	static uint64 takeover_index = 0;
 	static TimestampTz next_refill = 0;
+	static bool inval_registered = false;
 	RaftpgNodeStatus st;
 	uint64		ready_term;
 	uint64		gate_index;
@@ -417,10 +507,16 @@ SequencesTick(uint64 applied)
 	if (now < next_refill)
 		return;
 	next_refill = TimestampTzPlusMilliseconds(now, RAFTPG_REFILL_CHECK_MS);
+	if (!inval_registered)
+	{
+		CacheRegisterRelcacheCallback(refill_oids_inval, (Datum) 0);
+		inval_registered = true;
+	}
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	(void) propose_reservations(false, st.term, &refill_index);
+	if (refill_may_be_needed())
+		(void) propose_reservations(false, st.term, &refill_index);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 }
