@@ -224,6 +224,28 @@ RaftpgRequireRaftpgDatabase(void)
 						 raftpg_database)));
 }
 
+/*
+ * A background worker's pending table statistics, reported at most once a
+ * second.  pgstat_report_stat(false) alone is not enough for a worker that
+ * goes idle: it measures the interval from the end of the last transaction,
+ * so with no transaction after it the statistics stay pending for good
+ * (backends have their idle timeout for that).  Without them autovacuum
+ * never learns of the rows the apply worker updates and deletes, and the
+ * followers' copies of the tables and indexes bloat without end.
+ */
+void
+RaftpgReportStats(void)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (TimestampDifferenceExceeds(last, now, 1000))
+	{
+		pgstat_report_stat(true);
+		last = now;
+	}
+}
+
 long
 RaftpgRemainingMs(TimestampTz deadline)
 {

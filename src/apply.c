@@ -69,6 +69,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -76,7 +77,9 @@
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -172,6 +175,7 @@ typedef struct ApplyRel
 	TupleTableSlot *keyslot;
 	TupleTableSlot *localslot;
 	Oid			pkoid;
+	BlockNumber nblocks;		/* the table's size when opened, locked */
 } ApplyRel;
 
 typedef struct ApplyTxn
@@ -364,6 +368,8 @@ RaftpgApplyMain(Datum main_arg)
 			apply_batch(target);
 			last_batch_end = GetCurrentTimestamp();
 			lingered = false;
+			/* what the batch did to the tables, for autovacuum */
+			RaftpgReportStats();
 			/* under load too: reservations must keep ahead of use */
 			SequencesTick(applied_index);
 			continue;
@@ -371,6 +377,7 @@ RaftpgApplyMain(Datum main_arg)
 		if (OidIsValid(state_relid))
 			SequencesTick(applied_index);
 
+		RaftpgReportStats();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 APPLY_IDLE_MS, PG_WAIT_EXTENSION);
 	}
@@ -913,6 +920,9 @@ use_relation(uint16 relref)
 		}
 	}
 	ar->pkoid = RelationGetPrimaryKeyIndex(ar->rel);
+	/* cannot shrink while we hold the lock: vacuum truncates under an
+	 * exclusive one */
+	ar->nblocks = RelationGetNumberOfBlocks(ar->rel);
 	if (!OidIsValid(ar->pkoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -992,9 +1002,203 @@ key_from_row(ApplyRel *ar, TupleTableSlot *row, TupleTableSlot *key)
 	ExecStoreVirtualTuple(key);
 }
 
+/* ----------
+ * Where this worker last left each row (the TID cache)
+ *
+ * An update or delete must find the row of its key.  The index search
+ * (RelationFindReplTupleByIndex, which also locks the tuple, a WAL record
+ * of its own) was half of a follower's apply CPU under an update load.  So
+ * apply remembers, per table and key, the TID of the row version it
+ * inserted or updated last, and tries there first.  The TID is only a
+ * hint: the tuple there is used if it is visible to a dirty snapshot, no
+ * transaction is in progress on it, and its key is equal, byte for byte,
+ * to the key looked for -- then it is the one live row of that key
+ * (the key is the primary key).  Otherwise the index is searched as
+ * before.  No tuple lock is taken on a hit: heap_update() waits for any
+ * transaction that changes the row meanwhile, and none may, as no local
+ * transaction writes a replicated table while apply has entries to apply
+ * to it (a follower refuses them; a leader's write gate waits for apply).
+ *
+ * Keys of up to TIDCACHE_KEY_MAX bytes are remembered, TIDCACHE_MAX of
+ * them at most (then the cache starts afresh).  A TRUNCATE, DDL, or a
+ * table added or removed empties it; a table rewritten or vacuumed
+ * locally is caught by the checks above.
+ * ----------
+ */
+#define TIDCACHE_KEY_MAX	64
+#define TIDCACHE_MAX		65536
+
+typedef struct TidCacheKey
+{
+	Oid			relid;
+	uint32		len;
+	char		data[TIDCACHE_KEY_MAX];
+} TidCacheKey;
+
+typedef struct TidCacheEntry
+{
+	TidCacheKey key;			/* hash key: all of it, zero-padded */
+	ItemPointerData tid;
+} TidCacheEntry;
+
+static HTAB *tid_cache = NULL;
+
+static void
+tidcache_reset(void)
+{
+	if (tid_cache)
+		hash_destroy(tid_cache);
+	tid_cache = NULL;
+}
+
+/* the key of the row in slot (values at the key columns), false if too long */
+static bool
+tidcache_key(ApplyRel *ar, TupleTableSlot *slot, TidCacheKey *k)
+{
+	TupleDesc	desc = RelationGetDescr(ar->rel);
+	int			i;
+
+	memset(k, 0, sizeof(*k));
+	k->relid = RelationGetRelid(ar->rel);
+	for (i = 0; i < ar->nkeys; i++)
+	{
+		int			a = ar->cols[ar->keypos[i]].attnum - 1;
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		Datum		d = slot->tts_values[a];
+		const char *p;
+		Size		n;
+
+		if (slot->tts_isnull[a])
+			return false;
+		if (att->attbyval)
+		{
+			p = (const char *) &d;
+			n = sizeof(Datum);
+		}
+		else if (att->attlen > 0)
+		{
+			p = DatumGetPointer(d);
+			n = att->attlen;
+		}
+		else if (att->attlen == -1)
+		{
+			struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(d));
+
+			p = VARDATA_ANY(v);
+			n = VARSIZE_ANY_EXHDR(v);
+		}
+		else
+			return false;
+		/* each part with its length: keys of several columns stay apart */
+		if (k->len + sizeof(uint32) + n > TIDCACHE_KEY_MAX)
+			return false;
+		memcpy(k->data + k->len, &n, sizeof(uint32));
+		k->len += sizeof(uint32);
+		memcpy(k->data + k->len, p, n);
+		k->len += n;
+	}
+	return true;
+}
+
+/* remember where the row now in slot was just written */
+static void
+tidcache_remember(ApplyRel *ar, TupleTableSlot *slot)
+{
+	TidCacheKey k;
+	TidCacheEntry *e;
+
+	if (!ItemPointerIsValid(&slot->tts_tid) || !tidcache_key(ar, slot, &k))
+		return;
+	if (tid_cache == NULL || hash_get_num_entries(tid_cache) >= TIDCACHE_MAX)
+	{
+		HASHCTL		ctl;
+
+		tidcache_reset();
+		ctl.keysize = sizeof(TidCacheKey);
+		ctl.entrysize = sizeof(TidCacheEntry);
+		tid_cache = hash_create("raftpg apply TIDs", 1024, &ctl,
+								HASH_ELEM | HASH_BLOBS);
+	}
+	e = hash_search(tid_cache, &k, HASH_ENTER, NULL);
+	e->tid = slot->tts_tid;
+}
+
+static void
+tidcache_forget(ApplyRel *ar, TupleTableSlot *keyslot)
+{
+	TidCacheKey k;
+
+	if (tid_cache != NULL && tidcache_key(ar, keyslot, &k))
+		(void) hash_search(tid_cache, &k, HASH_REMOVE, NULL);
+}
+
+/* byte-equal values; varlena ones whatever their header or compression */
+static bool
+key_values_equal(Datum a, Datum b, Form_pg_attribute att)
+{
+	struct varlena *va;
+	struct varlena *vb;
+
+	if (att->attlen != -1)
+		return datumIsEqual(a, b, att->attbyval, att->attlen);
+	va = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(a));
+	vb = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(b));
+	return VARSIZE_ANY_EXHDR(va) == VARSIZE_ANY_EXHDR(vb) &&
+		memcmp(VARDATA_ANY(va), VARDATA_ANY(vb), VARSIZE_ANY_EXHDR(va)) == 0;
+}
+
+/*
+ * The row of the key in ar->keyslot, into ar->localslot, where the cache
+ * says it is; false if it is not there (see above).
+ */
+static bool
+tidcache_find(ApplyRel *ar)
+{
+	TidCacheKey k;
+	TidCacheEntry *e;
+	SnapshotData dirty;
+	HeapTupleData tuple;
+	Buffer		buf;
+	int			i;
+
+	if (tid_cache == NULL || !tidcache_key(ar, ar->keyslot, &k))
+		return false;
+	e = hash_search(tid_cache, &k, HASH_FIND, NULL);
+	if (e == NULL || ItemPointerGetBlockNumber(&e->tid) >= ar->nblocks)
+		return false;
+	InitDirtySnapshot(dirty);
+	tuple.t_self = e->tid;
+	if (!heap_fetch(ar->rel, &dirty, &tuple, &buf, false))
+		return false;
+	if (TransactionIdIsValid(dirty.xmin) || TransactionIdIsValid(dirty.xmax))
+	{
+		ReleaseBuffer(buf);
+		return false;
+	}
+	ExecStoreBufferHeapTuple(&tuple, ar->localslot, buf);
+	ReleaseBuffer(buf);
+	slot_getallattrs(ar->localslot);
+	for (i = 0; i < ar->nkeys; i++)
+	{
+		int			a = ar->cols[ar->keypos[i]].attnum - 1;
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(ar->rel), a);
+
+		if (ar->localslot->tts_isnull[a] ||
+			!key_values_equal(ar->localslot->tts_values[a],
+							  ar->keyslot->tts_values[a], att))
+		{
+			ExecClearTuple(ar->localslot);
+			return false;
+		}
+	}
+	return true;
+}
+
 static void
 find_row(ApplyRel *ar, const char *what)
 {
+	if (tidcache_find(ar))
+		return;
 	if (!RelationFindReplTupleByIndex(ar->rel, ar->pkoid, LockTupleExclusive,
 									  ar->keyslot, ar->localslot))
 		ereport(ERROR,
@@ -1113,7 +1317,9 @@ apply_txn(uint64 index)
 			case RAFTPG_REC_INSERT:
 				ar = use_relation(ChangesGetU16(&body));
 				read_values(&body, ar, ar->newslot, false);
+				ItemPointerSetInvalid(&ar->newslot->tts_tid);
 				ExecSimpleRelationInsert(ar->rri, ar->estate, ar->newslot);
+				tidcache_remember(ar, ar->newslot);
 				break;
 			case RAFTPG_REC_UPDATE:
 				{
@@ -1128,10 +1334,14 @@ apply_txn(uint64 index)
 					if (!changed)
 						key_from_row(ar, ar->newslot, ar->keyslot);
 					find_row(ar, "update");
+					if (changed)
+						tidcache_forget(ar, ar->keyslot);
+					ItemPointerSetInvalid(&ar->newslot->tts_tid);
 					EvalPlanQualInit(&epq, ar->estate, NULL, NIL, -1);
 					ExecSimpleRelationUpdate(ar->rri, ar->estate, &epq,
 											 ar->localslot, ar->newslot);
 					EvalPlanQualEnd(&epq);
+					tidcache_remember(ar, ar->newslot);
 					break;
 				}
 			case RAFTPG_REC_DELETE:
@@ -1141,6 +1351,7 @@ apply_txn(uint64 index)
 					ar = use_relation(ChangesGetU16(&body));
 					read_values(&body, ar, ar->keyslot, true);
 					find_row(ar, "delete");
+					tidcache_forget(ar, ar->keyslot);
 					EvalPlanQualInit(&epq, ar->estate, NULL, NIL, -1);
 					ExecSimpleRelationDelete(ar->rri, ar->estate, &epq,
 											 ar->localslot);
@@ -1148,9 +1359,11 @@ apply_txn(uint64 index)
 					break;
 				}
 			case RAFTPG_REC_TRUNCATE:
+				tidcache_reset();
 				apply_truncate(&body);
 				break;
 			case RAFTPG_REC_ADD_TABLE:
+				tidcache_reset();
 				release_relations();
 				ReplicateApplyAddTable(&body, index, origin_here);
 				break;
@@ -1158,10 +1371,12 @@ apply_txn(uint64 index)
 				SequencesApply(&body, origin_here);
 				break;
 			case RAFTPG_REC_DDL:
+				tidcache_reset();
 				release_relations();
 				DdlApply(&body);
 				break;
 			case RAFTPG_REC_UNREPLICATE:
+				tidcache_reset();
 				release_relations();
 				ReplicateApplyUnreplicate(&body);
 				break;

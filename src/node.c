@@ -194,6 +194,8 @@ RaftpgNodeMain(Datum main_arg)
 		node_process_ready();
 		TransportFlush();
 		node_publish();
+		/* raftpg.log and raftpg.state need autovacuum too (freezing) */
+		RaftpgReportStats();
 	}
 }
 

@@ -354,6 +354,7 @@ extern void RaftpgSubmitStart(RaftpgRequest *req, const void *body, Size len);
 extern RaftpgReply RaftpgSubmitWait(const RaftpgRequest *req, TimestampTz deadline);
 extern void RaftpgReportRefusal(int rc, const char *what);
 extern long RaftpgRemainingMs(TimestampTz deadline);
+extern void RaftpgReportStats(void);
 extern char *RaftpgRemoteCall(const char *name, const char *conninfo,
 							  const char *sql, int nparams,
 							  const char *const *values, const char *refusal,

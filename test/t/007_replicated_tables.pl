@@ -226,6 +226,43 @@ my $hot = RaftpgTest::check_same($leader, 'public.hot', 'id', '8 concurrent writ
 is( $leader->safe_psql('postgres', q{SELECT sum(n) FROM public.hot WHERE id <= 20}),
 	'960', 'every update of the 480 transactions counted once');
 
+# ---- apply on a follower: what it did reaches the statistics (autovacuum
+# needs them), and a row it wrote is found again without an index search
+# (the TID cache), also after the key changed, the row went and came
+# back, and the table was rewritten locally
+my ($f) = grep { $_ != $leader } @nodes;
+$leader->safe_psql('postgres', q{
+	CREATE TABLE public.tc (k text, j int, v int NOT NULL, PRIMARY KEY (k, j));
+	INSERT INTO public.tc SELECT 'k' || g, g, 0 FROM generate_series(1, 10) g;
+	SELECT raftpg.replicate_table('public.tc');
+	UPDATE public.tc SET v = v + 1;
+});
+my $upd = q{SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'public.tc'::regclass};
+my $scans = q{SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = 'public.tc_pkey'::regclass};
+ok($f->poll_query_until('postgres', "SELECT ($upd) >= 10"),
+	$f->name . ': the rows apply updated are in pg_stat_user_tables');
+my $scans0 = $f->safe_psql('postgres', $scans);
+$leader->safe_psql('postgres', "UPDATE public.tc SET v = v + 1 WHERE k = 'k3' AND j = 3")
+  for 1 .. 50;
+ok($f->poll_query_until('postgres', "SELECT ($upd) >= 60"),
+	$f->name . ': 50 more updates of one row reported');
+cmp_ok($f->safe_psql('postgres', $scans) - $scans0, '<', 10,
+	$f->name . ': apply found that row again without searching the index each time');
+$leader->safe_psql('postgres', q{
+	UPDATE public.tc SET k = 'moved' WHERE k = 'k4';
+	UPDATE public.tc SET v = 100 WHERE k = 'moved';
+	UPDATE public.tc SET v = 7 WHERE k = 'k4';
+	DELETE FROM public.tc WHERE k = 'k5';
+	INSERT INTO public.tc VALUES ('k5', 5, 55);
+	UPDATE public.tc SET v = v + 1 WHERE k = 'k5';
+});
+RaftpgTest::check_same($leader, 'public.tc', 'k, j', 'a key changed, a row deleted and inserted again', @nodes);
+$f->safe_psql('postgres', 'VACUUM FULL public.tc');
+$leader->safe_psql('postgres', "UPDATE public.tc SET v = v + 1 WHERE k IN ('k3', 'k5', 'moved')")
+  for 1 .. 3;
+$leader->safe_psql('postgres', "DELETE FROM public.tc WHERE k = 'k6'");
+RaftpgTest::check_same($leader, 'public.tc', 'k, j', 'after VACUUM FULL on a follower', @nodes);
+
 # ---- unreplicate: a plain local table everywhere, rows kept
 $idx = $leader->safe_psql('postgres', q{SELECT raftpg.unreplicate_table('app.scratch')});
 RaftpgTest::wait_applied($idx, @nodes);
