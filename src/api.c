@@ -239,6 +239,8 @@ RaftpgReportStats(void)
 	static TimestampTz last = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
+	if (IsTransactionOrTransactionBlock())
+		return;					/* pgstat reports between transactions */
 	if (TimestampDifferenceExceeds(last, now, 1000))
 	{
 		pgstat_report_stat(true);

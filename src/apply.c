@@ -176,6 +176,7 @@ typedef struct ApplyRel
 	TupleTableSlot *localslot;
 	Oid			pkoid;
 	BlockNumber nblocks;		/* the table's size when opened, locked */
+	bool		tidcache_ok;	/* the local primary key is the leader's */
 } ApplyRel;
 
 typedef struct ApplyTxn
@@ -928,6 +929,16 @@ use_relation(uint16 relref)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("table \"%s.%s\" has no primary key on this node",
 						ar->nspname, ar->relname)));
+	/* the TID cache relies on the key being unique here too */
+	{
+		Relation	pk = index_open(ar->pkoid, AccessShareLock);
+
+		ar->tidcache_ok = pk->rd_index->indnkeyatts == ar->nkeys;
+		for (i = 0; ar->tidcache_ok && i < ar->nkeys; i++)
+			ar->tidcache_ok = pk->rd_index->indkey.values[i] ==
+				ar->cols[ar->keypos[i]].attnum;
+		index_close(pk, AccessShareLock);
+	}
 
 	/* an executor state of its own, as logical replication does */
 	ar->estate = CreateExecutorState();
@@ -1014,10 +1025,13 @@ key_from_row(ApplyRel *ar, TupleTableSlot *row, TupleTableSlot *key)
  * transaction is in progress on it, and its key is equal, byte for byte,
  * to the key looked for -- then it is the one live row of that key
  * (the key is the primary key).  Otherwise the index is searched as
- * before.  No tuple lock is taken on a hit: heap_update() waits for any
- * transaction that changes the row meanwhile, and none may, as no local
- * transaction writes a replicated table while apply has entries to apply
- * to it (a follower refuses them; a leader's write gate waits for apply).
+ * before.  No tuple lock is taken on a hit: no local transaction may
+ * commit a change to a replicated table while apply has entries to apply
+ * to it (a follower refuses them; a leader's write gate waits for apply),
+ * and heap_update() waits for one that holds the row meanwhile; were one
+ * to commit after all, the update would fail with an error and apply
+ * would retry after its restart, through the index.  The key must be
+ * the local primary key (tidcache_ok), so that it names one row here.
  *
  * Keys of up to TIDCACHE_KEY_MAX bytes are remembered, TIDCACHE_MAX of
  * them at most (then the cache starts afresh).  A TRUNCATE, DDL, or a
@@ -1058,6 +1072,8 @@ tidcache_key(ApplyRel *ar, TupleTableSlot *slot, TidCacheKey *k)
 	TupleDesc	desc = RelationGetDescr(ar->rel);
 	int			i;
 
+	if (!ar->tidcache_ok)
+		return false;
 	memset(k, 0, sizeof(*k));
 	k->relid = RelationGetRelid(ar->rel);
 	for (i = 0; i < ar->nkeys; i++)
@@ -1067,6 +1083,7 @@ tidcache_key(ApplyRel *ar, TupleTableSlot *slot, TidCacheKey *k)
 		Datum		d = slot->tts_values[a];
 		const char *p;
 		Size		n;
+		uint32		n32;
 
 		if (slot->tts_isnull[a])
 			return false;
@@ -1092,7 +1109,8 @@ tidcache_key(ApplyRel *ar, TupleTableSlot *slot, TidCacheKey *k)
 		/* each part with its length: keys of several columns stay apart */
 		if (k->len + sizeof(uint32) + n > TIDCACHE_KEY_MAX)
 			return false;
-		memcpy(k->data + k->len, &n, sizeof(uint32));
+		n32 = (uint32) n;
+		memcpy(k->data + k->len, &n32, sizeof(uint32));
 		k->len += sizeof(uint32);
 		memcpy(k->data + k->len, p, n);
 		k->len += n;
@@ -1164,8 +1182,15 @@ tidcache_find(ApplyRel *ar)
 	if (tid_cache == NULL || !tidcache_key(ar, ar->keyslot, &k))
 		return false;
 	e = hash_search(tid_cache, &k, HASH_FIND, NULL);
-	if (e == NULL || ItemPointerGetBlockNumber(&e->tid) >= ar->nblocks)
+	if (e == NULL)
 		return false;
+	/* a block this batch added, or one a local rewrite made go away */
+	if (ItemPointerGetBlockNumber(&e->tid) >= ar->nblocks)
+	{
+		ar->nblocks = RelationGetNumberOfBlocks(ar->rel);
+		if (ItemPointerGetBlockNumber(&e->tid) >= ar->nblocks)
+			return false;
+	}
 	InitDirtySnapshot(dirty);
 	tuple.t_self = e->tid;
 	if (!heap_fetch(ar->rel, &dirty, &tuple, &buf, false))
