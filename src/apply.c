@@ -379,7 +379,8 @@ RaftpgApplyMain(Datum main_arg)
 			SequencesTick(applied_index);
 
 		RaftpgReportStats();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 APPLY_IDLE_MS, PG_WAIT_EXTENSION);
 	}
 }
@@ -1099,8 +1100,9 @@ tidcache_key(ApplyRel *ar, TupleTableSlot *slot, TidCacheKey *k)
 		}
 		else if (att->attlen == -1)
 		{
-			struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(d));
+			struct varlena *v;
 
+			v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(d));
 			p = VARDATA_ANY(v);
 			n = VARSIZE_ANY_EXHDR(v);
 		}

@@ -336,7 +336,8 @@ refill_may_be_needed(void)
 		if (fcinfo->isnull)
 			last = seq->seqstart - seq->seqincrement;
 		if (seq->seqmax >= type_max ||
-			seq->seqmax - last <= ((int64) raftpg_sequence_reserve / 2) * seq->seqincrement)
+			seq->seqmax - last <=
+			((int64) raftpg_sequence_reserve / 2) * seq->seqincrement)
 		{
 			ReleaseSysCache(tup);
 			return true;
