@@ -1193,6 +1193,13 @@ tidcache_find(ApplyRel *ar)
 		if (ItemPointerGetBlockNumber(&e->tid) >= ar->nblocks)
 			return false;
 	}
+	/*
+	 * Prune the page first, as an index fetch would: the update that
+	 * follows stays on the page (HOT) only if there is room on it.
+	 */
+	buf = ReadBuffer(ar->rel, ItemPointerGetBlockNumber(&e->tid));
+	heap_page_prune_opt(ar->rel, buf);
+	ReleaseBuffer(buf);
 	InitDirtySnapshot(dirty);
 	tuple.t_self = e->tid;
 	if (!heap_fetch(ar->rel, &dirty, &tuple, &buf, false))

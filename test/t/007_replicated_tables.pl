@@ -248,6 +248,14 @@ ok($f->poll_query_until('postgres', "SELECT ($upd) >= 60"),
 	$f->name . ': 50 more updates of one row reported');
 cmp_ok($f->safe_psql('postgres', $scans) - $scans0, '<', 10,
 	$f->name . ': apply found that row again without searching the index each time');
+# ... and prunes the page before updating there, as an index fetch would:
+# 400 more versions of one row (some 18 kB) leave the table on one page
+$leader->safe_psql('postgres',
+	join('', map { "UPDATE public.tc SET v = v + 1 WHERE k = 'k7' AND j = 7;\n" } 1 .. 400));
+RaftpgTest::check_same($leader, 'public.tc', 'k, j', '400 updates of one row', @nodes);
+is($f->safe_psql('postgres', q{SELECT pg_relation_size('public.tc')}), '8192',
+	$f->name . ': ... and the table is still one page, as on the leader ('
+	  . $leader->safe_psql('postgres', q{SELECT pg_relation_size('public.tc')}) . ' bytes)');
 $leader->safe_psql('postgres', q{
 	UPDATE public.tc SET k = 'moved' WHERE k = 'k4';
 	UPDATE public.tc SET v = 100 WHERE k = 'moved';
