@@ -360,8 +360,7 @@ RaftpgApplyMain(Datum main_arg)
 			lingered = true;
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(linger_ms, raftpg_apply_linger),
-							 PG_WAIT_EXTENSION);
+							 linger_ms, PG_WAIT_EXTENSION);
 			continue;
 		}
 		if (OidIsValid(state_relid) && target > applied_index)
@@ -930,16 +929,6 @@ use_relation(uint16 relref)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("table \"%s.%s\" has no primary key on this node",
 						ar->nspname, ar->relname)));
-	/* the TID cache relies on the key being unique here too */
-	{
-		Relation	pk = index_open(ar->pkoid, AccessShareLock);
-
-		ar->tidcache_ok = pk->rd_index->indnkeyatts == ar->nkeys;
-		for (i = 0; ar->tidcache_ok && i < ar->nkeys; i++)
-			ar->tidcache_ok = pk->rd_index->indkey.values[i] ==
-				ar->cols[ar->keypos[i]].attnum;
-		index_close(pk, AccessShareLock);
-	}
 
 	/* an executor state of its own, as logical replication does */
 	ar->estate = CreateExecutorState();
@@ -953,6 +942,20 @@ use_relation(uint16 relref)
 	InitResultRelInfo(ar->rri, ar->rel, 1, NULL, 0);
 	ar->estate->es_output_cid = GetCurrentCommandId(true);
 	ExecOpenIndices(ar->rri, false);
+	/* the TID cache relies on the key being unique here too */
+	ar->tidcache_ok = false;
+	for (i = 0; i < ar->rri->ri_NumIndices; i++)
+	{
+		Form_pg_index pk = ar->rri->ri_IndexRelationDescs[i]->rd_index;
+		int			k;
+
+		if (pk->indexrelid != ar->pkoid)
+			continue;
+		ar->tidcache_ok = pk->indnkeyatts == ar->nkeys;
+		for (k = 0; ar->tidcache_ok && k < ar->nkeys; k++)
+			ar->tidcache_ok = pk->indkey.values[k] ==
+				ar->cols[ar->keypos[k]].attnum;
+	}
 	ar->newslot = ExecInitExtraTupleSlot(ar->estate, desc, &TTSOpsVirtual);
 	ar->keyslot = ExecInitExtraTupleSlot(ar->estate, desc, &TTSOpsVirtual);
 	ar->localslot = table_slot_create(ar->rel, &ar->estate->es_tupleTable);
@@ -1193,13 +1196,8 @@ tidcache_find(ApplyRel *ar)
 		if (ItemPointerGetBlockNumber(&e->tid) >= ar->nblocks)
 			return false;
 	}
-	/*
-	 * Prune the page first, as an index fetch would: the update that
-	 * follows stays on the page (HOT) only if there is room on it.
-	 */
-	buf = ReadBuffer(ar->rel, ItemPointerGetBlockNumber(&e->tid));
-	heap_page_prune_opt(ar->rel, buf);
-	ReleaseBuffer(buf);
+	/* the update that follows stays on the page (HOT) only if it has room */
+	StoragePrunePage(ar->rel, ItemPointerGetBlockNumber(&e->tid));
 	InitDirtySnapshot(dirty);
 	tuple.t_self = e->tid;
 	if (!heap_fetch(ar->rel, &dirty, &tuple, &buf, false))
@@ -1464,6 +1462,7 @@ RaftpgWaitApplied(uint64 index, TimestampTz deadline, uint64 *applied_out)
 	volatile bool reached = false;
 	volatile bool counted = false;
 	uint64		applied;
+	Latch	   *latch;
 
 	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 	applied = RaftpgShmem->applied_index;
@@ -1475,22 +1474,20 @@ RaftpgWaitApplied(uint64 index, TimestampTz deadline, uint64 *applied_out)
 
 	PG_ENSURE_ERROR_CLEANUP(wait_applied_done, PointerGetDatum(&counted));
 	{
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		RaftpgShmem->apply_waiters++;
+		counted = true;
+		latch = RaftpgShmem->apply_latch;
+		LWLockRelease(&RaftpgShmem->lock);
+		if (latch)
+			SetLatch(latch);
+
 		ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
 		for (;;)
 		{
-			Latch	   *latch = NULL;
-
-			LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+			LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 			applied = RaftpgShmem->applied_index;
-			if (applied < index && !counted)
-			{
-				RaftpgShmem->apply_waiters++;
-				counted = true;
-				latch = RaftpgShmem->apply_latch;
-			}
 			LWLockRelease(&RaftpgShmem->lock);
-			if (latch)
-				SetLatch(latch);
 			if (applied_out)
 				*applied_out = applied;
 			if (applied >= index)

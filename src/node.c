@@ -449,7 +449,8 @@ wait_set_reusable(const TransportWait *w, int n)
 static void
 node_wait(void)
 {
-	WaitEvent	events[RAFT_MAX_SERVERS + 2];
+	WaitEvent	event;			/* which fired does not matter: the pass
+								 * looks at every connection */
 	TransportWait w[TRANSPORT_MAX_WAIT];
 	long		timeout;
 	TimestampTz now = GetCurrentTimestamp();
@@ -504,8 +505,7 @@ node_wait(void)
 		wait_n = n;
 	}
 
-	(void) WaitEventSetWait(wait_set, timeout, events, lengthof(events),
-							PG_WAIT_EXTENSION);
+	(void) WaitEventSetWait(wait_set, timeout, &event, 1, PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
 }
 

@@ -36,11 +36,11 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_sequence.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "catalog/pg_sequence.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -87,6 +87,27 @@ typedef struct SeqInfo
 	int64		type_max;
 } SeqInfo;
 
+/* the largest value of a sequence's type */
+static int64
+seq_type_max(Oid type)
+{
+	return type == INT2OID ? PG_INT16_MAX :
+		type == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
+}
+
+/*
+ * Whether an ascending sequence needs a reservation now.  One whose
+ * MAXVALUE is still its type's has no fence yet (one created by DDL since
+ * the table was replicated); one with a fence is refilled once less than
+ * half a reserve is left below it.
+ */
+static bool
+seq_needs_reservation(int64 last, int64 max, int64 increment, int64 type_max)
+{
+	return max >= type_max ||
+		max - last <= ((int64) raftpg_sequence_reserve / 2) * increment;
+}
+
 static List *
 owned_sequences(Oid relid)
 {
@@ -116,8 +137,7 @@ owned_sequences(Oid relid)
 		s->increment = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 		type = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 		s->oid = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
-		s->type_max = type == INT2OID ? PG_INT16_MAX :
-			type == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
+		s->type_max = seq_type_max(type);
 		out = lappend(out, s);
 		MemoryContextSwitchTo(old);
 	}
@@ -315,7 +335,6 @@ refill_may_be_needed(void)
 		HeapTuple	tup;
 		Form_pg_sequence seq;
 		int64		last;
-		int64		type_max;
 		LOCAL_FCINFO(fcinfo, 1);
 
 		tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(refill_oids[i]));
@@ -327,17 +346,14 @@ refill_may_be_needed(void)
 			ReleaseSysCache(tup);
 			continue;
 		}
-		type_max = seq->seqtypid == INT2OID ? PG_INT16_MAX :
-			seq->seqtypid == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
 		InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = ObjectIdGetDatum(refill_oids[i]);
 		fcinfo->args[0].isnull = false;
 		last = DatumGetInt64(pg_sequence_last_value(fcinfo));
 		if (fcinfo->isnull)
 			last = seq->seqstart - seq->seqincrement;
-		if (seq->seqmax >= type_max ||
-			seq->seqmax - last <=
-			((int64) raftpg_sequence_reserve / 2) * seq->seqincrement)
+		if (seq_needs_reservation(last, seq->seqmax, seq->seqincrement,
+								  seq_type_max(seq->seqtypid)))
 		{
 			ReleaseSysCache(tup);
 			return true;
@@ -382,16 +398,14 @@ propose_reservations(bool all, uint64 term, uint64 *index)
 			continue;
 
 		/*
-		 * A sequence whose MAXVALUE is still its type's has no fence yet
-		 * (one created by DDL since the table was replicated): reserve from
-		 * where it is.  Otherwise refill, from the fence on, once less than
-		 * half a reserve is left.  A fence never moves down: the other
+		 * An unfenced sequence is reserved from where it is, one with a
+		 * fence from the fence on: a fence never moves down, the other
 		 * nodes' sequences stand at it.
 		 */
-		unfenced = s->max >= s->type_max;
-		if (!all && !unfenced &&
-			s->max - s->last > ((int64) raftpg_sequence_reserve / 2) * s->increment)
+		if (!all && !seq_needs_reservation(s->last, s->max, s->increment,
+										   s->type_max))
 			continue;
+		unfenced = s->max >= s->type_max;
 		r = palloc(sizeof(int64));
 		*r = next_reservation(s, unfenced ? s->last : Max(s->last, s->max));
 		if (*r == s->max)

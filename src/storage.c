@@ -674,6 +674,21 @@ encode_config_bytea(const raft_config *c)
 }
 
 /*
+ * Prune a heap page as a scan or an index fetch would, for a reader that
+ * goes to a row by its TID: the dead versions updates leave must go, or
+ * the next update finds no room on the page and the table grows.  Before
+ * the fetch: pruning moves the tuples on the page.
+ */
+void
+StoragePrunePage(Relation rel, BlockNumber blkno)
+{
+	Buffer		buf = ReadBuffer(rel, blkno);
+
+	heap_page_prune_opt(rel, buf);
+	ReleaseBuffer(buf);
+}
+
+/*
  * Find the row of a heap table that has exactly one (raftpg.state,
  * raftpg.apply_state) into slot, trying *hint first: the place our last
  * update of it left the row at.  Every update moves the row, and finding
@@ -694,16 +709,7 @@ StorageFetchOnlyRow(Relation rel, ItemPointer hint, Snapshot snap,
 	if (ItemPointerIsValid(hint) &&
 		ItemPointerGetBlockNumber(hint) < RelationGetNumberOfBlocks(rel))
 	{
-		/*
-		 * Prune the page as a scan would: the dead versions our updates
-		 * leave must go, or the next update finds no room on the page and
-		 * the table grows by a page every few dozen updates.  Before the
-		 * fetch: pruning moves the tuples on the page.
-		 */
-		Buffer		buf = ReadBuffer(rel, ItemPointerGetBlockNumber(hint));
-
-		heap_page_prune_opt(rel, buf);
-		ReleaseBuffer(buf);
+		StoragePrunePage(rel, ItemPointerGetBlockNumber(hint));
 		if (table_tuple_fetch_row_version(rel, hint, snap, slot))
 			return true;
 	}

@@ -187,11 +187,14 @@ is($f2->safe_psql('postgres', "SELECT raftpg.wait_for_index($w, '5s')"), 't',
 $elapsed = time() - $t0;
 cmp_ok($elapsed, '<', 5, "... at once (${elapsed}s)");
 $writer->query_safe("INSERT INTO public.reads VALUES (152, 'linger 3')");
+$t0 = time();
 is( $f2->safe_psql('postgres',
 		q{SET raftpg.read_consistency = linearizable; SET raftpg.commit_timeout = '5s';
 		  SELECT v FROM public.reads WHERE id = 152}),
 	'linger 3',
 	'... so does a linearizable read of a write made during the linger');
+$elapsed = time() - $t0;
+cmp_ok($elapsed, '<', 3, "... at once too (${elapsed}s)");
 $f2->append_conf('postgresql.conf', "raftpg.apply_linger = '5ms'\n");
 $f2->reload;
 
