@@ -202,7 +202,9 @@ CREATE FUNCTION raftpg.stats(
 	OUT replicated_commits bigint,
 	OUT replicated_commits_async bigint,
 	OUT applied_transactions bigint,
-	OUT worker_passes bigint)
+	OUT worker_passes bigint,
+	OUT entries_in_memory bigint,
+	OUT entries_fetched bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'raftpg_stats'
 LANGUAGE C STRICT VOLATILE;

@@ -1155,8 +1155,8 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	uint64		commits;
 	uint64		commits_async;
 	uint64		applied_entries;
-	Datum		values[17];
-	bool		nulls[17];
+	Datum		values[19];
+	bool		nulls[19];
 	int			i = 0;
 
 	RaftpgCheckPreloaded();
@@ -1186,6 +1186,8 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) commits_async);
 	values[i++] = Int64GetDatum((int64) applied_entries);
 	values[i++] = Int64GetDatum((int64) s.worker_passes);
+	values[i++] = Int64GetDatum((int64) s.entries_in_memory);
+	values[i++] = Int64GetDatum((int64) s.entries_fetched);
 	Assert(i == tupdesc->natts);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -24,7 +24,10 @@
  *		 commit returned tells the core -- or, if the transaction failed,
  *		 tells the core that, so that it returns to the durable state;
  *	  6. publishes what the durable state and the core now say to shared
- *		 memory, and wakes the backends waiting on it.
+ *		 memory, and wakes the backends waiting on it;
+ *	  7. drops old applied entries from the core's memory
+ *		 (raftpg.log_memory_entries): raftpg.log keeps them, and the core
+ *		 reads them back from there (node_fetch) for a peer that needs them.
  *
  * Crash safety needs nothing more: everything the core believes is rebuilt
  * from the tables when the worker starts, and the tables only ever hold
@@ -122,6 +125,11 @@ static void node_process_ready(void);
 static void node_publish(void);
 static void node_refuse_requests(void);
 static void node_check_tables(void);
+static int	node_fetch(void *ctx, raft_index from, uint32_t max_n,
+					   size_t max_bytes, raft_entry **ents, size_t *n);
+static void node_compact_memory(void);
+
+int			raftpg_log_memory_entries = 10000;
 static bool read_rounds_expire(void);
 static bool read_round_start(void);
 
@@ -194,6 +202,7 @@ RaftpgNodeMain(Datum main_arg)
 		node_process_ready();
 		TransportFlush();
 		node_publish();
+		node_compact_memory();
 		/* raftpg.log and raftpg.state need autovacuum too (freezing) */
 		RaftpgReportStats();
 	}
@@ -258,6 +267,168 @@ node_options(raft_options *o, uint64 id)
 	 */
 	o->lazy_commit = true;
 	o->seed = id ^ ((uint64) MyProcPid << 20) ^ (uint64) GetCurrentTimestamp();
+
+	/* the core keeps recent entries only (node_compact_memory) */
+	o->fetch = node_fetch;
+	o->fetch_ctx = NULL;
+}
+
+/*
+ * In a PG_CATCH() of the worker's loop: abort the transaction and log the
+ * error as "raftpg: what: message", keeping its SQLSTATE; the worker goes
+ * on.
+ */
+static void
+abort_and_log(MemoryContext oldcxt, const char *what)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(oldcxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	ereport(LOG,
+			(errcode(edata->sqlerrcode),
+			 errmsg("raftpg: %s: %s", what, edata->message)));
+	FreeErrorData(edata);
+}
+
+/*
+ * raft_options.fetch: entries the core dropped from memory, read back from
+ * raftpg.log for a peer that is behind.  Runs outside any transaction (the
+ * core calls it from the worker's loop, never while a batch persists), in
+ * a transaction of its own that only reads; an error is logged and
+ * reported to the core, which sends what it has and tries again later.
+ */
+static int
+node_fetch(void *ctx, raft_index from, uint32_t max_n, size_t max_bytes,
+		   raft_entry **ents, size_t *n)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	raft_entry *volatile out = NULL;
+	volatile size_t cap = Min(max_n, 64);
+	volatile size_t k = 0;
+	volatile int rc = RAFT_OK;
+
+	(void) ctx;
+	*ents = NULL;
+	*n = 0;
+	if (IsTransactionState())
+	{
+		elog(LOG, "raftpg: log entries cannot be read back inside a transaction");
+		return RAFT_EINVAL;
+	}
+	out = RaftpgCoreAlloc(sizeof(raft_entry) * cap);
+	if (out == NULL)
+		return RAFT_ENOMEM;
+
+	PG_TRY();
+	{
+		StorageLogScan scan;
+		raft_entry	e;
+		size_t		bytes = 0;
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		StorageLogScanBegin(&scan, (uint64) from, 0, GetActiveSnapshot());
+		while (k < max_n && StorageLogScanNext(&scan, &e))
+		{
+			if (e.index != from + k)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("raftpg: entry " UINT64_FORMAT " of the log is missing",
+								(uint64) (from + k))));
+			if (k > 0 && bytes + e.len > max_bytes)
+				break;
+			if (k == cap)
+			{
+				raft_entry *bigger = RaftpgCoreAlloc(sizeof(raft_entry) * cap * 2);
+
+				if (bigger == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_OUT_OF_MEMORY),
+							 errmsg("out of memory")));
+				memcpy(bigger, out, sizeof(raft_entry) * cap);
+				raft_free(out);
+				out = bigger;
+				cap *= 2;
+			}
+			out[k] = e;
+			out[k].data = NULL;
+			if (e.len > 0)
+			{
+				out[k].data = RaftpgCoreAlloc(e.len);
+				if (out[k].data == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_OUT_OF_MEMORY),
+							 errmsg("out of memory")));
+				memcpy(out[k].data, e.data, e.len);
+			}
+			bytes += e.len;
+			k++;
+		}
+		StorageLogScanEnd(&scan);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (k == 0)
+			ereport(LOG,
+					(errmsg("raftpg: entry " UINT64_FORMAT " is not in raftpg.log",
+							(uint64) from)));
+	}
+	PG_CATCH();
+	{
+		char		what[80];
+
+		snprintf(what, sizeof(what),
+				 "could not read log entries from index " UINT64_FORMAT " back",
+				 (uint64) from);
+		abort_and_log(oldcxt, what);
+		rc = RAFT_ENOMEM;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+
+	if (rc != RAFT_OK || k == 0)
+	{
+		size_t		i;
+
+		for (i = 0; i < k; i++)
+			raft_free(out[i].data);
+		raft_free(out);
+		return rc != RAFT_OK ? rc : RAFT_ENOTFOUND;
+	}
+	stats.entries_fetched += k;
+	*ents = out;
+	*n = k;
+	return RAFT_OK;
+}
+
+/*
+ * Keep the core's copy of the log small: once more than twice
+ * raftpg.log_memory_entries applied entries are in memory, drop all but
+ * the last raftpg.log_memory_entries of them.  raftpg.log keeps every
+ * entry; a peer that needs a dropped one gets it from there (node_fetch).
+ * Without this the worker's memory grows with every commit for as long
+ * as it runs.
+ */
+static void
+node_compact_memory(void)
+{
+	raft_status st;
+	raft_index	upto;
+	raft_term	term;
+	int			rc;
+
+	raft_get_status(core, &st);
+	if (st.applied <= st.snapshot_index + 2 * (raft_index) raftpg_log_memory_entries)
+		return;
+	upto = st.applied - (raft_index) raftpg_log_memory_entries;
+	rc = raft_term_at(core, upto, &term);
+	if (rc == RAFT_OK)
+		rc = raft_compact(core, upto, term);
+	if (rc != RAFT_OK)
+		elog(LOG, "raftpg: could not drop log entries up to " UINT64_FORMAT " from memory: %s",
+			 (uint64) upto, raft_strerror(rc));
 }
 
 /*
@@ -274,7 +445,12 @@ node_try_load(void)
 	raft_restore rs;
 	int			rc;
 	bool		member = false;
+	uint64		base = 0;
+	raft_term	base_term = 0;
+	raft_config base_config;
+	uint64		base_config_index = 0;
 
+	memset(&base_config, 0, sizeof(base_config));
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -286,7 +462,19 @@ node_try_load(void)
 		StorageReadState(&state);
 		if (state.node_id != 0)
 		{
-			StorageLoadLog(&state, &entries, &n);
+			/*
+			 * Of the committed entries, keep raftpg.log_memory_entries in
+			 * memory, as node_compact_memory() would: a restart must not
+			 * bring the whole log into memory.
+			 */
+			uint64		commit = Min((uint64) state.hs.commit,
+									 (uint64) state.last_log_index);
+
+			if (commit > (uint64) state.snapshot_index +
+				(uint64) raftpg_log_memory_entries)
+				base = commit - (uint64) raftpg_log_memory_entries;
+			StorageLoadLog(&state, base, &entries, &n, &base_term,
+						   &base_config, &base_config_index);
 			member = true;
 		}
 	}
@@ -302,7 +490,19 @@ node_try_load(void)
 		rs.entries = entries;
 		rs.n_entries = n;
 		rs.applied = (raft_index) state.snapshot_index;
+		if (base > (uint64) state.snapshot_index)
+		{
+			rs.snapshot_index = (raft_index) base;
+			rs.snapshot_term = base_term;
+			if (base_config.n > 0)
+			{
+				rs.snapshot_config = base_config;
+				rs.snapshot_config_index = (raft_index) base_config_index;
+			}
+			rs.applied = (raft_index) base;
+		}
 		rc = raft_create(&opts, &rs, &core);
+		raft_config_free(&base_config);
 		if (rc != RAFT_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
@@ -1068,17 +1268,7 @@ persist_ready(const raft_ready *rd)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ereport(LOG,
-				(errcode(edata->sqlerrcode),
-				 errmsg("raftpg: could not persist the log, nothing was stored: %s",
-						edata->message)));
-		FreeErrorData(edata);
+		abort_and_log(oldcxt, "could not persist the log, nothing was stored");
 		ok = false;
 	}
 	PG_END_TRY();
@@ -1219,6 +1409,7 @@ node_publish(void)
 
 	raft_get_status(core, &st);
 	log_changes(&st, c);
+	stats.entries_in_memory = st.last_index - st.snapshot_index;
 
 	memset(&ns, 0, sizeof(ns));
 	ns.role = map_role(st.role);

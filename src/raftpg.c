@@ -137,6 +137,18 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("raftpg.log_memory_entries",
+							"How many applied log entries the node worker keeps "
+							"in memory.",
+							"Older ones are dropped from memory once twice as "
+							"many have gathered, and read back from raftpg.log "
+							"when a node that is behind needs them.",
+							&raftpg_log_memory_entries,
+							10000, 16, 100000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("raftpg.commit_timeout",
 							"How long a backend waits for the cluster to "
 							"commit what it asked for.",
@@ -504,6 +516,13 @@ core_realloc(void *ctx, void *ptr, size_t size)
 	memcpy(n, ptr, Min(old, size));
 	core_free(ctx, ptr);
 	return n;
+}
+
+/* memory the core owns and frees (what raft_options.fetch hands out) */
+void *
+RaftpgCoreAlloc(Size size)
+{
+	return core_alloc(NULL, size);
 }
 
 void

@@ -105,6 +105,8 @@ typedef struct RaftpgStats
 	uint64		persist_failures;	/* persistence transactions aborted */
 	uint64		append_rejects_received;	/* leader: refusals from peers */
 	uint64		worker_passes;	/* rounds of the node worker's event loop */
+	uint64		entries_in_memory;	/* the core's copy of the log, now */
+	uint64		entries_fetched;	/* read back from raftpg.log for peers */
 } RaftpgStats;
 
 /* Where a persistence can be made to fail (raftpg.inject_fault). */
@@ -327,6 +329,7 @@ extern int	raftpg_heartbeat_interval;
 extern int	raftpg_election_timeout;
 extern int	raftpg_commit_timeout;
 extern int	raftpg_apply_linger;
+extern int	raftpg_log_memory_entries;
 extern RaftpgShared *RaftpgShmem;
 extern RaftpgMailbox *RaftpgInbox;
 extern RaftpgMailbox *RaftpgRequests;
@@ -340,6 +343,7 @@ extern bool RaftpgConsumeFault(RaftpgFaultPoint point);
 extern const char *RaftpgFaultName(RaftpgFaultPoint point);
 extern RaftpgFaultPoint RaftpgFaultByName(const char *name);
 extern void RaftpgUseCoreAllocator(void);
+extern void *RaftpgCoreAlloc(Size size);
 extern void RaftpgAttachWorker(bool apply, pg_on_exit_callback detach);
 
 /* node.c */

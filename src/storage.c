@@ -422,12 +422,22 @@ StorageLogScanEnd(StorageLogScan *s)
 }
 
 /*
- * Load the log after the snapshot into entries (palloc'd in the current
- * memory context) and check it against the state row: contiguous from
- * snapshot_index + 1, ending exactly at last_log_index/last_log_term.
+ * Load the log after the snapshot and check it against the state row:
+ * contiguous from snapshot_index + 1, ending exactly at
+ * last_log_index/last_log_term.  Every entry is read and checked, but only
+ * those after keep_after are copied into *entries (palloc'd in the current
+ * memory context): the node's core starts from keep_after as if it had
+ * compacted there, and reads older entries back when it needs them.  For
+ * keep_after past the snapshot, *base_term is the term of entry keep_after
+ * and *base_config the configuration in force there, with the index of its
+ * entry, if a configuration entry at or before it says so (else n == 0:
+ * the snapshot's is).
  */
 void
-StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries, size_t *n)
+StorageLoadLog(const RaftpgStateRow *st, uint64 keep_after,
+			   raft_entry **entries, size_t *n,
+			   raft_term *base_term, raft_config *base_config,
+			   uint64 *base_config_index)
 {
 	StorageLogScan scan;
 	raft_entry	e;
@@ -436,12 +446,39 @@ StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries, size_t *n)
 	raft_entry *ents = palloc(cap * sizeof(raft_entry));
 	int64		expect = st->snapshot_index + 1;
 	int64		last_term = st->snapshot_term;
+	char	   *cfg_data = NULL;
+	uint32		cfg_len = 0;
 
+	*base_term = 0;
+	*base_config_index = 0;
+	memset(base_config, 0, sizeof(*base_config));
 	StorageLogScanBegin(&scan, (uint64) expect, 0, GetActiveSnapshot());
 	while (StorageLogScanNext(&scan, &e))
 	{
 		raft_entry *c;
 
+		if ((int64) e.index != expect)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raftpg log has a gap: expected index " INT64_FORMAT ", found " INT64_FORMAT,
+							expect, (int64) e.index)));
+		expect++;
+		last_term = e.term;
+		if (e.index <= keep_after)
+		{
+			if (e.index == keep_after)
+				*base_term = e.term;
+			if (e.type == RAFT_ENTRY_CONFIG)
+			{
+				if (cfg_data)
+					pfree(cfg_data);
+				cfg_data = palloc(e.len > 0 ? e.len : 1);
+				memcpy(cfg_data, e.data, e.len);
+				cfg_len = e.len;
+				*base_config_index = e.index;
+			}
+			continue;
+		}
 		if (count == cap)
 		{
 			cap *= 2;
@@ -451,13 +488,6 @@ StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries, size_t *n)
 		*c = e;
 		c->data = palloc(e.len > 0 ? e.len : 1);
 		memcpy(c->data, e.data, e.len);
-		if ((int64) e.index != expect)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("raftpg log has a gap: expected index " INT64_FORMAT ", found " INT64_FORMAT,
-							expect, (int64) e.index)));
-		expect++;
-		last_term = e.term;
 	}
 	StorageLogScanEnd(&scan);
 
@@ -468,6 +498,18 @@ StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries, size_t *n)
 				 errdetail("The state row says the log ends at index " INT64_FORMAT " term " INT64_FORMAT
 						   ", the log table ends at index " INT64_FORMAT " term " INT64_FORMAT ".",
 						   st->last_log_index, st->last_log_term, expect - 1, last_term)));
+	if (cfg_data != NULL)
+	{
+		int			rc = raft_decode_config((const uint8_t *) cfg_data,
+											cfg_len, base_config);
+
+		if (rc != RAFT_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raftpg log has a configuration entry that does not decode: %s",
+							raft_strerror(rc))));
+		pfree(cfg_data);
+	}
 	*entries = ents;
 	*n = count;
 }

@@ -69,8 +69,10 @@ extern void StorageReadState(RaftpgStateRow *st);
 extern void StoragePrunePage(Relation rel, BlockNumber blkno);
 extern bool StorageFetchOnlyRow(Relation rel, ItemPointer hint, Snapshot snap,
 								TupleTableSlot *slot);
-extern void StorageLoadLog(const RaftpgStateRow *st, raft_entry **entries,
-						   size_t *n);
+extern void StorageLoadLog(const RaftpgStateRow *st, uint64 keep_after,
+						   raft_entry **entries, size_t *n,
+						   raft_term *base_term, raft_config *base_config,
+						   uint64 *base_config_index);
 extern void StorageWriteState(const RaftpgStateRow *st,
 							  const raft_config *config, int64 config_index);
 extern void StoragePersist(const raft_ready *rd, const RaftpgStateRow *st_old,

@@ -327,6 +327,7 @@ void
 log_compact(raft_log *l, raft_index index, raft_term term)
 {
 	size_t		drop;
+	size_t		need;
 
 	if (index <= l->snap_index)
 		return;
@@ -338,6 +339,25 @@ log_compact(raft_log *l, raft_index index, raft_term term)
 	l->n -= drop;
 	l->snap_index = index;
 	l->snap_term = term;
+
+	/*
+	 * Give back an array that is mostly empty now, keeping the room an
+	 * overlay reserved for log_stabilize() (if that fails, keep it all).
+	 */
+	need = l->n;
+	if (l->ov_from != 0)
+		need = RAFT_MAX(need, (size_t) (l->ov_from - l->snap_index - 1) + l->ov_n);
+	if (l->cap > 64 && need < l->cap / 4)
+	{
+		size_t		ncap = RAFT_MAX(need * 2, 16);
+		raft_entry *p = raft_realloc(l->ents, ncap * sizeof(raft_entry));
+
+		if (p != NULL)
+		{
+			l->ents = p;
+			l->cap = ncap;
+		}
+	}
 }
 
 void

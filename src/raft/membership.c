@@ -73,7 +73,7 @@ membership_config_at(raft *r, raft_index upto, raft_config *out,
 			return raft_decode_config(e->data, e->len, out);
 		}
 	}
-	*out_index = r->snap_config.n > 0 ? r->log.snap_index : 0;
+	*out_index = r->snap_config.n > 0 ? r->snap_config_index : 0;
 	return raft_config_copy(&r->snap_config, out);
 }
 

@@ -137,6 +137,8 @@ raft_create(const raft_options *o, const raft_restore *rs, raft **out)
 	rc = log_restore(&r->log, rs->entries, rs->n_entries);
 	if (rc == RAFT_OK && rs->snapshot_config.n > 0)
 		rc = raft_config_copy(&rs->snapshot_config, &r->snap_config);
+	r->snap_config_index = rs->snapshot_config_index != 0 ?
+		rs->snapshot_config_index : rs->snapshot_index;
 	if (rc == RAFT_OK)
 		rc = membership_config_at(r, log_last_index(&r->log), &r->config,
 								  &r->config_index);
@@ -162,6 +164,72 @@ raft_create(const raft_options *o, const raft_restore *rs, raft **out)
 	election_reset_timeout(r);
 	*out = r;
 	return RAFT_OK;
+}
+
+/* ----------
+ * Entries compacted from memory, fetched from the host
+ * ----------
+ */
+void
+raft_free_fetched(raft *r)
+{
+	while (r->fetched != NULL)
+	{
+		raft_fetched *f = r->fetched;
+		size_t		i;
+
+		r->fetched = f->next;
+		for (i = 0; i < f->n; i++)
+			raft_free(f->ents[i].data);
+		raft_free(f->ents);
+		raft_free(f);
+	}
+}
+
+/*
+ * Entry i of the log: from memory, or for a compacted one from a window
+ * fetched from the host (raft_options.fetch), fetching one that starts at
+ * i if no window has it.  NULL when it is neither in memory nor to be had.
+ * The entry stays valid until the current ready is over.
+ */
+const raft_entry *
+raft_entry_at(raft *r, raft_index i)
+{
+	const raft_entry *e = log_get(&r->log, i);
+	raft_fetched *f;
+	raft_entry *ents = NULL;
+	size_t		n = 0;
+	size_t		k;
+
+	if (e != NULL || i == 0 || i > r->log.snap_index || r->opts.fetch == NULL)
+		return e;
+	for (f = r->fetched; f != NULL; f = f->next)
+		if (i >= f->from && i < f->from + f->n)
+			return &f->ents[i - f->from];
+
+	f = raft_malloc(sizeof(raft_fetched));
+	if (f == NULL)
+		return NULL;
+	/* one more than an APPEND holds: a window fetched for prev serves it */
+	if (r->opts.fetch(r->opts.fetch_ctx, i, r->opts.max_msg_entries + 1,
+					  r->opts.max_msg_bytes, &ents, &n) != RAFT_OK ||
+		n == 0 || ents == NULL)
+	{
+		for (k = 0; ents != NULL && k < n; k++)
+			raft_free(ents[k].data);
+		raft_free(ents);
+		raft_free(f);
+		return NULL;
+	}
+	/* the host must hand out exactly the entries asked for */
+	for (k = 0; k < n; k++)
+		RAFT_ASSERT(ents[k].index == i + k);
+	f->from = i;
+	f->ents = ents;
+	f->n = n;
+	f->next = r->fetched;
+	r->fetched = f;
+	return &ents[0];
 }
 
 static void
@@ -199,6 +267,7 @@ raft_destroy(raft *r)
 	if (r == NULL)
 		return;
 	free_ready_arrays(r);
+	raft_free_fetched(r);
 	log_free(&r->log);
 	raft_config_free(&r->config);
 	raft_config_free(&r->snap_config);
@@ -379,9 +448,15 @@ materialize(raft *r, const raft_outmsg *om, raft_message *out)
 		return RAFT_ENOMEM;
 	for (k = 0; k < om->m.n_entries; k++)
 	{
-		const raft_entry *e = log_get(&r->log, om->first + k);
+		const raft_entry *e = raft_entry_at(r, om->first + k);
 
-		RAFT_ASSERT(e != NULL);
+		if (e == NULL)
+		{
+			/* compacted, and the host could not fetch it: drop the message */
+			raft_free(out->entries);
+			out->entries = NULL;
+			return RAFT_ECOMPACTED;
+		}
 		out->entries[k] = *e;
 	}
 	return RAFT_OK;
@@ -437,6 +512,8 @@ raft_get_ready(raft *r, raft_ready *rd)
 			if (ack_superseded(&r->outbox, i))
 				continue;
 			rc = materialize(r, &r->outbox.msgs[i], &r->rd_msgs[r->rd_n_msgs]);
+			if (rc == RAFT_ECOMPACTED)
+				continue;		/* lost, as messages may be; resent later */
 			r->rd_n_msgs++;
 			if (rc != RAFT_OK)
 			{
@@ -558,6 +635,7 @@ raft_advance(raft *r)
 {
 	RAFT_ASSERT(r->in_ready);
 	free_ready_arrays(r);
+	raft_free_fetched(r);
 	r->in_ready = false;
 	r->stable_hs = r->ready_hs;
 	log_stabilize(&r->log);
@@ -584,6 +662,7 @@ raft_persist_failed(raft *r)
 
 	RAFT_ASSERT(r->in_ready);
 	free_ready_arrays(r);
+	raft_free_fetched(r);
 	r->in_ready = false;
 	/* a snapshot request in the failed batch is offered again */
 	r->snap_handed = false;
@@ -825,6 +904,12 @@ raft_propose(raft *r, const raft_buf *bufs, size_t n, raft_index *first)
 }
 
 int
+raft_term_at(const raft *r, raft_index i, raft_term *term)
+{
+	return log_term(&r->log, i, term);
+}
+
+int
 raft_compact(raft *r, raft_index index, raft_term term)
 {
 	raft_term	t;
@@ -832,6 +917,7 @@ raft_compact(raft *r, raft_index index, raft_term term)
 	raft_config c;
 	const raft_entry *e = NULL;
 	raft_index	i;
+	bool		found;
 
 	RAFT_ASSERT(!r->in_ready);
 	if (index <= r->log.snap_index)
@@ -849,17 +935,22 @@ raft_compact(raft *r, raft_index index, raft_term term)
 		if (e->type == RAFT_ENTRY_CONFIG)
 			break;
 	}
-	if (i > r->log.snap_index)
+	found = i > r->log.snap_index;
+	if (found)
 		rc = raft_decode_config(e->data, e->len, &c);
 	else
 		rc = raft_config_copy(&r->snap_config, &c);
 	if (rc != RAFT_OK)
 		return rc;
 
-	raft_drop_appends(r);
+	/* with fetch, queued APPENDs get their entries from the host instead */
+	if (r->opts.fetch == NULL)
+		raft_drop_appends(r);
 	log_compact(&r->log, index, term);
 	raft_config_free(&r->snap_config);
 	r->snap_config = c;
+	if (found)
+		r->snap_config_index = i;
 	return RAFT_OK;
 }
 

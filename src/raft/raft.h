@@ -283,6 +283,22 @@ typedef struct raft_options
 								 * from the next APPEND or heartbeat, not
 								 * from an empty APPEND of its own */
 	uint64_t	seed;			/* randomness for election timeouts */
+
+	/*
+	 * Entries that raft_compact() dropped from memory but the host still
+	 * has durably.  fetch copies entries from index "from" on -- at most
+	 * max_n, and no more than max_bytes of payload unless one entry alone
+	 * is larger -- into a raft_malloc()ed array whose entries' data are
+	 * raft_malloc()ed too, and returns RAFT_OK with *n >= 1; or an error
+	 * code, and the core sends what it has later.  With fetch set, a
+	 * leader serves a peer behind its compaction point from the host's
+	 * storage and never asks for a snapshot, so compaction only bounds the
+	 * core's memory.  Called only between raft_advance() (or before the
+	 * first ready) and the end of the next raft_get_ready().
+	 */
+	int			(*fetch) (void *ctx, raft_index from, uint32_t max_n,
+						  size_t max_bytes, raft_entry **ents, size_t *n);
+	void	   *fetch_ctx;
 } raft_options;
 
 extern void raft_options_init(raft_options *o, raft_id id);	/* defaults */
@@ -299,6 +315,8 @@ typedef struct raft_restore
 	raft_index	snapshot_index;
 	raft_term	snapshot_term;
 	raft_config snapshot_config;	/* n == 0 when there is no snapshot */
+	raft_index	snapshot_config_index;	/* its entry's index; 0: the
+										 * snapshot's */
 	const raft_entry *entries;
 	size_t		n_entries;
 	raft_index	applied;
@@ -378,9 +396,13 @@ extern int	raft_read_index(raft *r, uint64_t ctx);
 /*
  * Snapshots: the host says its state machine holds everything up to index
  * (term at index, configuration c) and entries up to index may be dropped.
- * index must be <= applied.
+ * index must be <= applied.  With raft_options.fetch the entries are only
+ * dropped from the core's memory: peers that need them are served through
+ * fetch, and queued APPENDs stay queued.
  */
 extern int	raft_compact(raft *r, raft_index index, raft_term term);
+/* term of entry i in memory: RAFT_OK, RAFT_ECOMPACTED or RAFT_ENOTFOUND */
+extern int	raft_term_at(const raft *r, raft_index i, raft_term *term);
 
 /*
  * A snapshot the core asked the host to install (ready->snapshot) has been

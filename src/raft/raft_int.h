@@ -77,6 +77,22 @@ typedef struct raft_outbox
 	size_t		cap;
 } raft_outbox;
 
+/*
+ * Entries fetched from the host (raft_options.fetch) because compaction
+ * dropped them from memory: a leader sending them to a peer that is
+ * behind.  A window is kept until the ready that may point into it is
+ * over (raft_advance(), raft_persist_failed()); a message whose window is
+ * gone by then fetches again, which yields the same entries (they are
+ * committed, and committed entries never change).
+ */
+typedef struct raft_fetched
+{
+	raft_index	from;
+	raft_entry *ents;
+	size_t		n;
+	struct raft_fetched *next;	/* the one fetched before */
+} raft_fetched;
+
 /* a linearizable read waiting for its heartbeat quorum (6.4) */
 typedef struct raft_pending_read
 {
@@ -108,6 +124,7 @@ struct raft
 	raft_config config;
 	raft_index	config_index;
 	raft_config snap_config;
+	raft_index	snap_config_index;	/* the entry snap_config came from */
 	/* the configuration of the durable log while the overlay changes it */
 	raft_config saved_config;
 	raft_index	saved_config_index;
@@ -167,6 +184,7 @@ struct raft
 	size_t		rd_n_msgs;
 	raft_entry *rd_committed;
 	raft_read_state *rd_reads;
+	raft_fetched *fetched;		/* newest first */
 };
 
 /* raft.c */
@@ -174,6 +192,8 @@ extern void raft_emit(raft *r, const raft_message *m, raft_index first);
 extern uint32_t raft_random(raft *r, uint32_t bound);
 extern void raft_drop_appends(raft *r);
 extern void raft_drop_stale_held(raft *r);
+extern const raft_entry *raft_entry_at(raft *r, raft_index i);
+extern void raft_free_fetched(raft *r);
 
 /* election.c */
 extern void election_reset_timeout(raft *r);

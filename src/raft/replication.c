@@ -65,8 +65,17 @@ replication_send_append(raft *r, raft_progress *pr, bool send_empty)
 	if (pr->next > last + 1)
 		pr->next = last + 1;
 	prev = pr->next - 1;
-	if (prev < r->log.snap_index ||
-		log_term(&r->log, prev, &prev_term) != RAFT_OK)
+	if (prev < r->log.snap_index && r->opts.fetch != NULL)
+	{
+		/* compacted from memory only: the host has the entries */
+		const raft_entry *pe = prev > 0 ? raft_entry_at(r, prev) : NULL;
+
+		if (prev > 0 && pe == NULL)
+			return false;		/* tried again at the next heartbeat */
+		prev_term = prev > 0 ? pe->term : 0;
+	}
+	else if (prev < r->log.snap_index ||
+			 log_term(&r->log, prev, &prev_term) != RAFT_OK)
 	{
 		if (!pr->recent_active)
 			return false;
@@ -76,8 +85,10 @@ replication_send_append(raft *r, raft_progress *pr, bool send_empty)
 
 	for (idx = pr->next; idx <= last && n < r->opts.max_msg_entries; idx++)
 	{
-		const raft_entry *e = log_get(&r->log, idx);
+		const raft_entry *e = raft_entry_at(r, idx);
 
+		if (e == NULL)
+			break;
 		if (n > 0 && bytes + e->len > r->opts.max_msg_bytes)
 			break;
 		bytes += e->len;
@@ -713,8 +724,10 @@ raft_snapshot_done(raft *r, bool ok, raft_index index, raft_term term,
 
 	RAFT_ASSERT(!log_has_overlay(&r->log));
 	log_install_snapshot(&r->log, index, term);
+	raft_free_fetched(r);
 	raft_config_free(&r->snap_config);
 	r->snap_config = copy;
+	r->snap_config_index = index;
 	/* all of it is durable already: nothing to keep for a revert */
 	membership_install(r, &nc, nc_index, NULL, 0);
 	membership_stabilized(r);

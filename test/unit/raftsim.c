@@ -203,6 +203,8 @@ draw_profile(sim *s)
 			p->check_quorum = true;
 	}
 	p->lazy_commit = rng_chance(g, 0.5);
+	p->fetch = rng_chance(g, 0.5);
+	p->p_fetch_fail = p->fetch ? PICK_D(g, 0, 0.05, 0.3) : 0;
 }
 
 static void
@@ -211,11 +213,11 @@ print_profile(sim *s)
 	sim_profile *p = &s->p;
 
 	printf("seed %llu: %d nodes (%s), ids up to %d, election %u ticks, heartbeat %u, pre_vote %d, "
-		   "check_quorum %d, lazy_commit %d\n",
+		   "check_quorum %d, lazy_commit %d, fetch %d (fails %.2f)\n",
 		   (unsigned long long) s->seed, s->n_init,
 		   p->bootstrap_all ? "all bootstrapped" : "node 1 bootstrapped, others added",
 		   s->n_ids, p->election_ticks, p->heartbeat_ticks, p->pre_vote, p->check_quorum,
-		   p->lazy_commit);
+		   p->lazy_commit, p->fetch, p->p_fetch_fail);
 	printf("  max_msg_entries %u max_msg_bytes %zu max_inflight %u skew %.2f\n",
 		   p->max_msg_entries, p->max_msg_bytes, p->max_inflight, p->skew);
 	printf("  drop %.3f dup %.3f delay %lld..%lld (healed ..%lld) long %.3f persist_fail %.3f crash_mid %.3f lazy %.1f\n",
@@ -883,6 +885,7 @@ add_stats(sim_stats *t, const sim_stats *x)
 	t->applied_max += x->applied_max;
 	t->snapshots += x->snapshots;
 	t->compactions += x->compactions;
+	t->fetches += x->fetches;
 	t->reads_ok += x->reads_ok;
 	t->reads_ignored += x->reads_ignored;
 	t->member_changes += x->member_changes;
@@ -896,7 +899,7 @@ print_stats(const char *what, const sim_stats *t)
 	printf("%s: %llu steps, %llu messages (%llu delivered, %llu dropped), %llu leaders elected, "
 		   "%llu crashes (%llu between ready and persist), %llu failed persists, %llu proposals "
 		   "(%llu acknowledged), %llu entries applied, %llu snapshots installed, %llu compactions, "
-		   "%llu reads answered (%llu unexpected answers ignored), %llu membership changes, "
+		   "%llu fetches, %llu reads answered (%llu unexpected answers ignored), %llu membership changes, "
 		   "%llu transfers\n",
 		   what,
 		   (unsigned long long) t->steps, (unsigned long long) t->msgs_sent,
@@ -905,7 +908,8 @@ print_stats(const char *what, const sim_stats *t)
 		   (unsigned long long) t->crash_mid, (unsigned long long) t->persist_fails,
 		   (unsigned long long) t->proposals, (unsigned long long) t->acked,
 		   (unsigned long long) t->applied_max, (unsigned long long) t->snapshots,
-		   (unsigned long long) t->compactions, (unsigned long long) t->reads_ok,
+		   (unsigned long long) t->compactions, (unsigned long long) t->fetches,
+		   (unsigned long long) t->reads_ok,
 		   (unsigned long long) t->reads_ignored,
 		   (unsigned long long) t->member_changes, (unsigned long long) t->transfers);
 }

@@ -166,6 +166,10 @@ typedef struct sim_node
 	raft_status last;			/* last status polled in this incarnation */
 	bool		ready_scheduled;
 
+	/* with fetch: where the core's memory was last compacted to */
+	raft_index	mem_snap;
+	struct sim *sim;			/* for the fetch callback */
+
 	/* an asynchronous snapshot install in progress */
 	bool		snap_pending;
 	raft_index	snap_req;
@@ -240,6 +244,9 @@ typedef struct sim_profile
 	bool		pre_vote;
 	bool		check_quorum;
 	bool		lazy_commit;
+	bool		fetch;			/* compaction drops entries from memory
+								 * only; the leader fetches them back */
+	double		p_fetch_fail;
 	uint32_t	max_msg_entries;
 	size_t		max_msg_bytes;
 	uint32_t	max_inflight;
@@ -283,6 +290,7 @@ typedef struct sim_stats
 	uint64_t	applied_max;
 	uint64_t	snapshots;
 	uint64_t	compactions;
+	uint64_t	fetches;
 	uint64_t	reads_ok;
 	uint64_t	reads_ignored;
 	uint64_t	member_changes;

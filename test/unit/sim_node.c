@@ -15,6 +15,9 @@
 
 #include "sim.h"
 
+/* the core's allocator (src/raft/heap.c): what fetch hands out, it frees */
+extern void *raft_malloc(size_t size);
+
 /* ----------
  * Storage
  * ----------
@@ -183,6 +186,71 @@ schedule_tick(sim *s, sim_node *n)
 	ev_push(s, &e);
 }
 
+/*
+ * raft_options.fetch: the entries from "from" on out of the durable log,
+ * as the core's allocator owns them; fails now and then when the profile
+ * says so (the core must survive a host that cannot read its log).
+ */
+static int
+sim_fetch(void *ctx, raft_index from, uint32_t max_n, size_t max_bytes,
+		  raft_entry **ents, size_t *n)
+{
+	sim_node   *node = ctx;
+	sim		   *s = node->sim;
+	const sim_storage *st = &node->st;
+	raft_entry *out;
+	size_t		k = 0;
+	size_t		bytes = 0;
+	raft_index	i;
+
+	*ents = NULL;
+	*n = 0;
+	if (rng_chance(&s->rng, s->p.p_fetch_fail))
+		return RAFT_ENOMEM;
+	if (st_entry(st, from) == NULL)
+		sim_fail(s, "node %llu: the core fetched entry %llu, which its durable log (%llu..%llu) does not hold",
+				 (unsigned long long) node->id, (unsigned long long) from,
+				 (unsigned long long) st->snap_index + 1,
+				 (unsigned long long) st_last_index(st));
+	if (from > node->mem_snap)
+		sim_fail(s, "node %llu: the core fetched entry %llu, which it holds in memory (compacted to %llu)",
+				 (unsigned long long) node->id, (unsigned long long) from,
+				 (unsigned long long) node->mem_snap);
+	out = raft_malloc(sizeof(raft_entry) * max_n);
+	if (out == NULL)
+		return RAFT_ENOMEM;
+	for (i = from; k < max_n && st_entry(st, i) != NULL; i++)
+	{
+		const sim_entry *e = st_entry(st, i);
+
+		if (k > 0 && bytes + e->len > max_bytes)
+			break;
+		out[k].index = e->index;
+		out[k].term = e->term;
+		out[k].type = e->type;
+		out[k].len = e->len;
+		out[k].data = NULL;
+		if (e->len > 0)
+		{
+			out[k].data = raft_malloc(e->len);
+			if (out[k].data == NULL)
+			{
+				while (k > 0)
+					raft_free(out[--k].data);
+				raft_free(out);
+				return RAFT_ENOMEM;
+			}
+			memcpy(out[k].data, e->data, e->len);
+		}
+		bytes += e->len;
+		k++;
+	}
+	s->stats.fetches++;
+	*ents = out;
+	*n = k;
+	return RAFT_OK;
+}
+
 void
 node_start(sim *s, sim_node *n)
 {
@@ -203,6 +271,13 @@ node_start(sim *s, sim_node *n)
 	o.max_msg_bytes = s->p.max_msg_bytes;
 	o.max_inflight = s->p.max_inflight;
 	o.seed = hash_mix(s->seed, n->id * 1000003ULL + n->inc);
+	if (s->p.fetch)
+	{
+		o.fetch = sim_fetch;
+		o.fetch_ctx = n;
+	}
+	n->sim = s;
+	n->mem_snap = n->st.snap_index;
 
 	memset(&rs, 0, sizeof(rs));
 	rs.hard_state = n->st.hs;
@@ -703,10 +778,10 @@ post_check(sim *s, sim_node *n, bool failed)
 				 (unsigned long long) n->id, failed ? "persist_failed" : "advance",
 				 (unsigned long long) st.term, (unsigned long long) st.vote,
 				 (unsigned long long) n->st.hs.term, (unsigned long long) n->st.hs.vote);
-	if (st.snapshot_index != n->st.snap_index)
-		sim_fail(s, "node %llu: core snapshot index %llu, durable snapshot index %llu",
+	if (st.snapshot_index != n->mem_snap)
+		sim_fail(s, "node %llu: core snapshot index %llu, expected %llu",
 				 (unsigned long long) n->id, (unsigned long long) st.snapshot_index,
-				 (unsigned long long) n->st.snap_index);
+				 (unsigned long long) n->mem_snap);
 	check_commit_claim(s, n, st.commit);
 	if (st.applied != n->st.sm.applied)
 		sim_fail(s, "node %llu: core applied %llu, host applied %llu",
@@ -790,6 +865,9 @@ node_host_loop(sim *s, sim_node *n)
 		 * obsolete by then; the install copies something newer, or says
 		 * no.)
 		 */
+		if (rd.snapshot_pending && s->p.fetch)
+			sim_fail(s, "node %llu: asked for a snapshot, although every leader fetches compacted entries",
+					 (unsigned long long) n->id);
 		if (rd.snapshot_pending && !failed)
 		{
 			sim_event	e;
@@ -970,6 +1048,7 @@ node_snapshot_install(sim *s, sim_node *n)
 			(unsigned long long) term, (unsigned long long) src->id,
 			(unsigned long long) n->snap_req);
 
+	n->mem_snap = idx;
 	rc = raft_snapshot_done(n->r, true, idx, term, cfg);
 	if (rc != RAFT_OK)
 		sim_fail(s, "node %llu: raft_snapshot_done(true, %llu) returned %s",
@@ -1002,7 +1081,7 @@ node_compact(sim *s, sim_node *n)
 	if (!n->up || st->sm.applied <= slack)
 		return 0;
 	idx = st->sm.applied - slack;
-	if (idx <= st->snap_index)
+	if (idx <= st->snap_index || (s->p.fetch && idx <= n->mem_snap))
 		return 0;
 	term = st_term_at(st, idx);
 	cfg = sm_config_at(&st->sm, idx);
@@ -1017,18 +1096,24 @@ node_compact(sim *s, sim_node *n)
 				 (unsigned long long) st->sm.applied,
 				 (unsigned long long) st->snap_index + 1,
 				 (unsigned long long) st_last_index(st));
-	memset(&copy, 0, sizeof(copy));
-	rc = raft_config_copy(cfg, &copy);
-	if (rc != RAFT_OK)
-		sim_fail(s, "raft_config_copy: %s", raft_strerror(rc));
-	st_drop_prefix(st, idx);
-	st->snap_index = idx;
-	st->snap_term = term;
-	raft_config_free(&st->snap_cfg);
-	st->snap_cfg = copy;
+	/* with fetch, memory only: the durable log keeps everything */
+	if (!s->p.fetch)
+	{
+		memset(&copy, 0, sizeof(copy));
+		rc = raft_config_copy(cfg, &copy);
+		if (rc != RAFT_OK)
+			sim_fail(s, "raft_config_copy: %s", raft_strerror(rc));
+		st_drop_prefix(st, idx);
+		st->snap_index = idx;
+		st->snap_term = term;
+		raft_config_free(&st->snap_cfg);
+		st->snap_cfg = copy;
+	}
+	n->mem_snap = idx;
 	s->stats.compactions++;
 	if (s->trace)
-		sim_log(s, "node %llu: compacted up to %llu/%llu", (unsigned long long) n->id,
+		sim_log(s, "node %llu: compacted %sup to %llu/%llu", (unsigned long long) n->id,
+				s->p.fetch ? "memory " : "",
 				(unsigned long long) idx, (unsigned long long) term);
 	node_after_input(s, n);
 	return 1;
