@@ -123,6 +123,7 @@ static void node_requests(void);
 static void node_tick(void);
 static void node_process_ready(void);
 static void node_publish(void);
+static void node_publish_commit(void);
 static void node_refuse_requests(void);
 static void node_check_tables(void);
 static int	node_fetch(void *ctx, raft_index from, uint32_t max_n,
@@ -195,6 +196,7 @@ RaftpgNodeMain(Datum main_arg)
 			continue;
 		TransportPoll((uint64) state.cluster_id);
 		node_receive();
+		node_publish_commit();
 		node_requests();
 		if (n_read_waiters > 0 && read_rounds_expire())
 			ConditionVariableBroadcast(&RaftpgShmem->cv);
@@ -1391,6 +1393,27 @@ log_changes(const raft_status *st, const raft_config *c)
 	last_term = st->term;
 	last_leader = st->leader;
 	last_config_index = st->config_index;
+}
+
+/*
+ * On a leader, acknowledgements that committed entries wake their
+ * backends at once, not at the end of the pass: under load the pass goes
+ * on to propose and persist the next batch, and its disk flush would keep
+ * every backend whose commit already arrived waiting for another flush.
+ * Not in a new leader's first pass: its first publication sets the write
+ * gate at its durable log, which must hold its first own entry by then.
+ * Only this process writes the status, so it reads it without the lock.
+ */
+static void
+node_publish_commit(void)
+{
+	raft_status st;
+
+	raft_get_status(core, &st);
+	if (st.role == RAFT_LEADER &&
+		RaftpgShmem->ready_term == st.term &&
+		st.commit != RaftpgShmem->status.commit_index)
+		node_publish();
 }
 
 static void
