@@ -186,6 +186,21 @@ raft_free_fetched(raft *r)
 	}
 }
 
+/* entry i from memory or a window already fetched; NULL if neither has it */
+const raft_entry *
+raft_entry_held(const raft *r, raft_index i)
+{
+	const raft_entry *e = log_get(&r->log, i);
+	const raft_fetched *f;
+
+	if (e != NULL || i == 0 || i > r->log.snap_index)
+		return e;
+	for (f = r->fetched; f != NULL; f = f->next)
+		if (i >= f->from && i < f->from + f->n)
+			return &f->ents[i - f->from];
+	return NULL;
+}
+
 /*
  * Entry i of the log: from memory, or for a compacted one from a window
  * fetched from the host (raft_options.fetch), fetching one that starts at
@@ -195,7 +210,7 @@ raft_free_fetched(raft *r)
 const raft_entry *
 raft_entry_at(raft *r, raft_index i)
 {
-	const raft_entry *e = log_get(&r->log, i);
+	const raft_entry *e = raft_entry_held(r, i);
 	raft_fetched *f;
 	raft_entry *ents = NULL;
 	size_t		n = 0;
@@ -203,9 +218,6 @@ raft_entry_at(raft *r, raft_index i)
 
 	if (e != NULL || i == 0 || i > r->log.snap_index || r->opts.fetch == NULL)
 		return e;
-	for (f = r->fetched; f != NULL; f = f->next)
-		if (i >= f->from && i < f->from + f->n)
-			return &f->ents[i - f->from];
 
 	f = raft_malloc(sizeof(raft_fetched));
 	if (f == NULL)

@@ -192,6 +192,7 @@ extern void raft_emit(raft *r, const raft_message *m, raft_index first);
 extern uint32_t raft_random(raft *r, uint32_t bound);
 extern void raft_drop_appends(raft *r);
 extern void raft_drop_stale_held(raft *r);
+extern const raft_entry *raft_entry_held(const raft *r, raft_index i);
 extern const raft_entry *raft_entry_at(raft *r, raft_index i);
 extern void raft_free_fetched(raft *r);
 

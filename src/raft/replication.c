@@ -85,7 +85,12 @@ replication_send_append(raft *r, raft_progress *pr, bool send_empty)
 
 	for (idx = pr->next; idx <= last && n < r->opts.max_msg_entries; idx++)
 	{
-		const raft_entry *e = raft_entry_at(r, idx);
+		/*
+		 * Only the first entry is worth a fetch: reading the next window
+		 * just to find the message full would read it twice.
+		 */
+		const raft_entry *e = n == 0 ? raft_entry_at(r, idx) :
+			raft_entry_held(r, idx);
 
 		if (e == NULL)
 			break;
