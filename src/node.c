@@ -78,6 +78,9 @@
 /* how often a member checks that its tables still exist */
 #define RAFTPG_TABLE_CHECK_MS		1000
 
+/* applied entries the core keeps in memory (node_compact_memory) */
+int			raftpg_log_memory_entries = 10000;
+
 /*
  * Backends waiting for a read point.  Requests that arrive in one pass
  * share one raft_read_index() round (ctx); the answer goes to all of them.
@@ -129,8 +132,6 @@ static void node_check_tables(void);
 static int	node_fetch(void *ctx, raft_index from, uint32_t max_n,
 					   size_t max_bytes, raft_entry **ents, size_t *n);
 static void node_compact_memory(void);
-
-int			raftpg_log_memory_entries = 10000;
 static bool read_rounds_expire(void);
 static bool read_round_start(void);
 

@@ -68,11 +68,15 @@ replication_send_append(raft *r, raft_progress *pr, bool send_empty)
 	if (prev < r->log.snap_index && r->opts.fetch != NULL)
 	{
 		/* compacted from memory only: the host has the entries */
-		const raft_entry *pe = prev > 0 ? raft_entry_at(r, prev) : NULL;
+		prev_term = 0;
+		if (prev > 0)
+		{
+			const raft_entry *pe = raft_entry_at(r, prev);
 
-		if (prev > 0 && pe == NULL)
-			return false;		/* tried again at the next heartbeat */
-		prev_term = prev > 0 ? pe->term : 0;
+			if (pe == NULL)
+				return false;	/* tried again at the next heartbeat */
+			prev_term = pe->term;
+		}
 	}
 	else if (prev < r->log.snap_index ||
 			 log_term(&r->log, prev, &prev_term) != RAFT_OK)
