@@ -11,7 +11,8 @@ installs raftpg first).  On 127.0.0.1 of this machine it starts
   single     one PostgreSQL without replication (the ceiling);
 
 runs the same pgbench scripts (test/bench/workloads/*.sql) against each,
-interleaved point by point, and measures TPS, mean and p99 latency (from
+interleaved point by point and, within a point, round by round, and
+measures TPS, mean and p99 latency (from
 pgbench's per-transaction logs) and the CPU of every server process of the
 system.  Then failover of raftpg (kill -9 of the leader under a write load)
 and the catch-up of a new raftpg server next to pg_basebackup.  It prints a
@@ -23,7 +24,9 @@ Environment (all optional):
                         1 failover, 100,000 rows of catch-up
   BENCH_WORKLOADS       e.g. "update,insert"       (default update,insert,txn)
   BENCH_CLIENTS         e.g. "1,32"                (default 1,8,32,64)
-  BENCH_SECS            seconds per point          (default 15; quick 5)
+  BENCH_SECS            seconds per point and system (default 15; quick 5)
+  BENCH_ROUNDS          rounds each point is split into, the systems taking
+                        turns in each (default 3; quick 1)
   BENCH_FAILOVER_REPS   failover repetitions       (default 5; quick 1)
   BENCH_CATCHUP_ROWS    rows for the catch-up test (default 1000000; quick 100000)
   BENCH_PORT            first port to try          (default 5501)
@@ -73,6 +76,8 @@ WORKLOADS = [w for w in env_str('BENCH_WORKLOADS',
 CLIENTS = [int(c) for c in env_str('BENCH_CLIENTS',
                                    '1,32' if QUICK else '1,8,32,64').split(',') if c]
 SECS = env_int('BENCH_SECS', 5 if QUICK else 15)
+ROUNDS = max(1, env_int('BENCH_ROUNDS', 1 if QUICK else 3))
+ROUND_SECS = max(1, int(round(SECS / float(ROUNDS))))
 WARMUP_SECS = 2 if QUICK else 3
 FAILOVER_REPS = env_int('BENCH_FAILOVER_REPS', 1 if QUICK else 5)
 CATCHUP_ROWS = env_int('BENCH_CATCHUP_ROWS', 100000 if QUICK else 1000000)
@@ -683,12 +688,8 @@ def measure(sysm, workload, clients, secs, sample_lag=False):
     m = re.search(r'tps = ([0-9.]+) \(without initial connection time\)', out)
     r['tps'] = float(m.group(1)) if m else None
     lat, failed = parse_pgbench_logs(logdir)
-    lat.sort()
-    r['commits'] = len(lat)
-    r['mean_ms'] = statistics.mean(lat) / 1000.0 if lat else None
-    r['p99_ms'] = percentile(lat, 0.99) / 1000.0 if lat else None
+    r['lat'] = lat
     r['cpu_s'] = cpu1 - cpu0
-    r['cpu_per_1k'] = (cpu1 - cpu0) / len(lat) * 1000.0 if lat else None
     aborted = len(re.findall(r'client \d+ (?:script \d+ )?aborted', err))
     m = re.search(r'number of failed transactions: (\d+)', out)
     r['failed'] = max(failed, int(m.group(1)) if m else 0)
@@ -702,6 +703,44 @@ def measure(sysm, workload, clients, secs, sample_lag=False):
         r['lag'] = lag_figures(samples)
     if not KEEP:
         shutil.rmtree(logdir, ignore_errors=True)
+    return r
+
+
+def combine(rounds):
+    """One point's figures from its rounds (measure()'s results, of equal
+    length): TPS the mean of the rounds', latencies over every transaction
+    of every round, CPU per commit over all of them."""
+    r = dict(rounds[0])
+    r.pop('lat', None)
+    tps = [x['tps'] for x in rounds]
+    r['round_tps'] = tps
+    r['tps'] = None if None in tps else statistics.mean(tps)
+    lat = sorted(v for x in rounds for v in x.pop('lat'))
+    r['commits'] = len(lat)
+    r['mean_ms'] = statistics.mean(lat) / 1000.0 if lat else None
+    r['p99_ms'] = percentile(lat, 0.99) / 1000.0 if lat else None
+    r['cpu_s'] = sum(x['cpu_s'] for x in rounds)
+    r['cpu_per_1k'] = r['cpu_s'] / len(lat) * 1000.0 if lat else None
+    drains = [x['drain_s'] for x in rounds]
+    r['drain_s'] = None if None in drains else max(drains)
+    r['exit'] = max(x['exit'] or 0 for x in rounds)
+    r['failed'] = sum(x['failed'] for x in rounds)
+    r['aborted_clients'] = sum(x['aborted_clients'] for x in rounds)
+    r['first_error'] = next((x['first_error'] for x in rounds if x['first_error']), '')
+    r['stuck'] = next((x['stuck'] for x in rounds if x['stuck']), None)
+    lags = [x['lag'] for x in rounds if x.get('lag')]
+    if lags:
+        merged = {}
+        for name in sorted(set(n for lg in lags for n in lg)):
+            parts = [lg[name] for lg in lags if name in lg]
+            n = sum(p['samples'] for p in parts)
+            merged[name] = {'samples': n,
+                            'max': max(p['max'] for p in parts),
+                            'mean': sum(p['mean'] * p['samples'] for p in parts) / n,
+                            'max_own': max(p['max_own'] for p in parts)}
+        r['lag'] = merged
+    else:
+        r.pop('lag', None)
     return r
 
 
@@ -936,8 +975,13 @@ def table_rows(results):
                 if r is None:
                     continue
                 rt = rl = rp = None
+                spread = '-'
                 if k == 'raftpg':
                     rt = ratio(r['tps'], ref.get('tps'))
+                    per = [ratio(a, b) for a, b in zip(r.get('round_tps', []),
+                                                       ref.get('round_tps', []))]
+                    if len(per) > 1 and None not in per:
+                        spread = '%.2f-%.2f' % (min(per), max(per))
                     rl = ratio(r['mean_ms'], ref.get('mean_ms'))
                     rp = ratio(r['p99_ms'], ref.get('p99_ms'))
                 errors = r['failed'] + r['aborted_clients']
@@ -945,13 +989,13 @@ def table_rows(results):
                              fmt(r['mean_ms'], '%.2f'), fmt(r['p99_ms'], '%.2f'),
                              fmt(r['cpu_per_1k'], '%.3f'),
                              ('-' if k == 'single' else fmt(r['drain_s'], '%.2f', 'stuck')),
-                             fmt(rt), fmt(rl), fmt(rp),
+                             fmt(rt), spread, fmt(rl), fmt(rp),
                              str(errors) if errors else ''])
     return rows
 
 
 HEADER = ['workload', 'clients', 'system', 'TPS', 'mean ms', 'p99 ms',
-          'CPU s/1k commits', 'drain s', 'TPS ratio', 'mean ratio',
+          'CPU s/1k commits', 'drain s', 'TPS ratio', 'by round', 'mean ratio',
           'p99 ratio', 'errors']
 
 
@@ -1070,12 +1114,15 @@ def report(results, idle, fo, cu, facts, started, elapsed, png_name, errors_seen
     L.append('| raftpg revision | %s |' % facts['revision'])
     L.append('')
     L.append('Everything ran on this one machine, on 127.0.0.1, one system at a time, '
-             'the systems interleaved point by point (the machine is shared: absolute '
-             'numbers drift, the ratios of one run hold better).')
+             'the systems interleaved point by point, and each point measured in %d '
+             'round(s) of %d s with the systems taking turns, in reverse order every other '
+             'round (the machine is shared: absolute numbers drift, the ratios of one run '
+             'hold better; *by round* shows how far the TPS ratio of single rounds '
+             'strayed).' % (ROUNDS, ROUND_SECS))
     L.append('')
     L.append('Systems, each server with `shared_buffers = 128MB`, `fsync = on`, '
              '`synchronous_commit = on`, `max_wal_size = 4GB`, '
-             '`checkpoint_timeout = 30min` (a CHECKPOINT on every server before each point):')
+             '`checkpoint_timeout = 30min` (a CHECKPOINT on every server before each round):')
     L.append('')
     L.append('- **raftpg**: 3 servers, cluster formed, tables replicated with '
              '`raftpg.replicate_table`, clients on the leader; default raftpg settings '
@@ -1085,10 +1132,11 @@ def report(results, idle, fo, cu, facts, started, elapsed, png_name, errors_seen
     L.append('- **single**: one PostgreSQL without replication (the ceiling).')
     L.append('')
     L.append('Workloads (`test/bench/workloads/`, `pgbench -n -M prepared -c N -j min(N,4) '
-             '-T %d -l`): **update** `UPDATE t SET v = v + 1 WHERE id = :id` on 10,000 rows; '
+             '-T %d -l`, per round): **update** `UPDATE t SET v = v + 1 WHERE id = :id` on 10,000 rows; '
              '**insert** a row into a table with a bigserial primary key (%s); **txn** BEGIN, '
              '3 updates by primary key, 1 insert, 1 select, END.' %
-             (SECS, 'its key from the bigserial' if INSERT_KEY == 'serial' else
+             (ROUND_SECS,
+              'its key from the bigserial' if INSERT_KEY == 'serial' else
               'BENCH_INSERT_KEY=random: a random bigint key drawn by pgbench, no sequence'))
     L.append('')
     L.append('## Results')
@@ -1101,7 +1149,9 @@ def report(results, idle, fo, cu, facts, started, elapsed, png_name, errors_seen
              "it has reaped, from /proc; pgbench's own CPU excluded), measured from before "
              'the run until the replicas had caught up after it. *drain s*: time after the '
              'run until every follower (raftpg) or standby (sync-rep) had applied everything. '
-             'Ratios: raftpg / sync-rep (TPS above 1 and latency below 1 favour raftpg). '
+             'Ratios: raftpg / sync-rep (TPS above 1 and latency below 1 favour raftpg); '
+             'TPS is the mean of the rounds\', latencies are over the transactions of all '
+             'rounds, *by round* is the lowest and highest TPS ratio of one round\'s pair. '
              '*errors*: failed transactions plus aborted clients; a client that aborts '
              'stops for the rest of the run, so the TPS of such a row is understated.')
     L.append('')
@@ -1271,9 +1321,10 @@ def main():
         f.write('*\n')
 
     ports = free_ports(12)
-    say('%s: workloads %s, clients %s, %d s per point, %d failover(s), %d rows of catch-up'
+    say('%s: workloads %s, clients %s, %d s per point and system in %d round(s), '
+        '%d failover(s), %d rows of catch-up'
         % ('quick run' if QUICK else 'full run', ','.join(WORKLOADS),
-           ','.join(map(str, CLIENTS)), SECS, FAILOVER_REPS, CATCHUP_ROWS))
+           ','.join(map(str, CLIENTS)), SECS, ROUNDS, FAILOVER_REPS, CATCHUP_ROWS))
     say('work directory %s, ports %s' % (WORK, ','.join(map(str, ports))))
     facts = machine_facts()
 
@@ -1299,15 +1350,28 @@ def main():
 
     results = {}
     errors_seen = []
+    # Each point is measured in ROUNDS rounds of SECS / ROUNDS seconds, the
+    # systems taking turns in each and in the reverse order in every other
+    # one, so that a drift of the machine's speed weighs on all alike.
     for w in WORKLOADS:
         for c in CLIENTS:
+            rounds = {s.key: [] for s in systems}
+            for rnd in range(ROUNDS):
+                for s in (systems if rnd % 2 == 0 else systems[::-1]):
+                    say('%s %s %d clients%s ...' %
+                        (s.key, w, c, (', round %d of %d' % (rnd + 1, ROUNDS))
+                         if ROUNDS > 1 else ''))
+                    r = measure(s, w, c, ROUND_SECS,
+                                sample_lag=(s is raft and c == max(CLIENTS)))
+                    rounds[s.key].append(r)
+                    say('  -> %s tps' % fmt(r['tps'], '%.0f'))
             for s in systems:
-                say('%s %s %d clients ...' % (s.key, w, c))
-                r = measure(s, w, c, SECS, sample_lag=(s is raft and c == max(CLIENTS)))
+                r = combine(rounds[s.key])
                 results[(w, c, s.key)] = r
-                line = ('  -> %s tps, mean %s ms, p99 %s ms, %s CPU s/1k commits' %
-                        (fmt(r['tps'], '%.0f'), fmt(r['mean_ms']), fmt(r['p99_ms']),
-                         fmt(r['cpu_per_1k'], '%.3f')))
+                line = ('  %s %s %d clients: %s tps, mean %s ms, p99 %s ms, '
+                        '%s CPU s/1k commits' %
+                        (s.key, w, c, fmt(r['tps'], '%.0f'), fmt(r['mean_ms']),
+                         fmt(r['p99_ms']), fmt(r['cpu_per_1k'], '%.3f')))
                 if s.key != 'single':
                     line += ', drain %s s' % fmt(r['drain_s'], '%.2f', 'STUCK')
                 if r.get('lag'):
