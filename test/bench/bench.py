@@ -653,9 +653,14 @@ def pgbench_cmd(workload, clients, secs, port, log_prefix=None):
     return cmd
 
 
-def measure(sysm, workload, clients, secs, sample_lag=False):
-    tag = '%s-%s-%d' % (sysm.key, workload, clients)
+def measure(sysm, workload, clients, secs, sample_lag=False, rnd=0):
+    tag = '%s-%s-%d-r%d' % (sysm.key, workload, clients, rnd + 1)
     logdir = os.path.join(WORK, 'pgbench-' + tag)
+    n = 1
+    while os.path.exists(logdir):       # a point repeated in BENCH_CLIENTS
+        n += 1
+        logdir = os.path.join(WORK, 'pgbench-%s-%d' % (tag, n))
+    tag = os.path.basename(logdir)[len('pgbench-'):]
     os.makedirs(logdir)
     sysm.checkpoint()
     server = sysm.write_server()
@@ -1362,7 +1367,8 @@ def main():
                         (s.key, w, c, (', round %d of %d' % (rnd + 1, ROUNDS))
                          if ROUNDS > 1 else ''))
                     r = measure(s, w, c, ROUND_SECS,
-                                sample_lag=(s is raft and c == max(CLIENTS)))
+                                sample_lag=(s is raft and c == max(CLIENTS)),
+                                rnd=rnd)
                     rounds[s.key].append(r)
                     say('  -> %s tps' % fmt(r['tps'], '%.0f'))
             for s in systems:
