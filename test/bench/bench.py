@@ -658,13 +658,12 @@ def pgbench_cmd(workload, clients, secs, port, log_prefix=None):
 
 
 def measure(sysm, workload, clients, secs, sample_lag=False, rnd=0):
-    tag = '%s-%s-%d-r%d' % (sysm.key, workload, clients, rnd + 1)
-    logdir = os.path.join(WORK, 'pgbench-' + tag)
+    base = tag = '%s-%s-%d-r%d' % (sysm.key, workload, clients, rnd + 1)
     n = 1
-    while os.path.exists(logdir):       # a point repeated in BENCH_CLIENTS
-        n += 1
-        logdir = os.path.join(WORK, 'pgbench-%s-%d' % (tag, n))
-    tag = os.path.basename(logdir)[len('pgbench-'):]
+    while os.path.exists(os.path.join(WORK, 'pgbench-' + tag)):
+        n += 1                          # a point repeated in BENCH_CLIENTS
+        tag = '%s-%d' % (base, n)
+    logdir = os.path.join(WORK, 'pgbench-' + tag)
     os.makedirs(logdir)
     sysm.checkpoint()
     server = sysm.write_server()
@@ -693,7 +692,7 @@ def measure(sysm, workload, clients, secs, sample_lag=False, rnd=0):
     cpu1 = sysm.cpu()
 
     r = {'system': sysm.key, 'workload': workload, 'clients': clients,
-         'exit': p.returncode, 'drain_s': drain}
+         'drain_s': drain}
     m = re.search(r'tps = ([0-9.]+) \(without initial connection time\)', out)
     r['tps'] = float(m.group(1)) if m else None
     lat, failed = parse_pgbench_logs(logdir)
@@ -719,12 +718,11 @@ def combine(rounds):
     """One point's figures from its rounds (measure()'s results, of equal
     length): TPS the mean of the rounds', latencies over every transaction
     of every round, CPU per commit over all of them."""
-    r = dict(rounds[0])
-    r.pop('lat', None)
+    r = {k: v for k, v in rounds[0].items() if k != 'lat'}
     tps = [x['tps'] for x in rounds]
     r['round_tps'] = tps
     r['tps'] = None if None in tps else statistics.mean(tps)
-    lat = sorted(v for x in rounds for v in x.pop('lat'))
+    lat = sorted(v for x in rounds for v in x['lat'])
     r['commits'] = len(lat)
     r['mean_ms'] = statistics.mean(lat) / 1000.0 if lat else None
     r['p99_ms'] = percentile(lat, 0.99) / 1000.0 if lat else None
@@ -732,7 +730,6 @@ def combine(rounds):
     r['cpu_per_1k'] = r['cpu_s'] / len(lat) * 1000.0 if lat else None
     drains = [x['drain_s'] for x in rounds]
     r['drain_s'] = None if None in drains else max(drains)
-    r['exit'] = max(x['exit'] or 0 for x in rounds)
     r['failed'] = sum(x['failed'] for x in rounds)
     r['aborted_clients'] = sum(x['aborted_clients'] for x in rounds)
     r['first_error'] = next((x['first_error'] for x in rounds if x['first_error']), '')
