@@ -678,6 +678,13 @@ apply_batch(uint64 target)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "raftpg: applying the log");
+
+		/*
+		 * raftpg.apply_state before any other table: DROP EXTENSION raftpg
+		 * locks it first too (ddl.c), so the two cannot deadlock -- the
+		 * drop waits for the batch, or the batch for the drop.
+		 */
+		LockRelationOid(state_relid, RowExclusiveLock);
 		apply_entries(target, &done, &done_term, &done_row);
 		if (done > applied_index)
 			apply_save_state(done, done_term);

@@ -1030,6 +1030,32 @@ ddl_forget_dropped(void)
 	CommandCounterIncrement();
 }
 
+/*
+ * DROP EXTENSION raftpg locks the extension's tables one by one, in an
+ * order of PostgreSQL's; the apply worker's batch locks some of them in
+ * another, and the two could deadlock.  Both take raftpg.apply_state
+ * first (apply_batch()), so that one simply waits for the other.
+ */
+static void
+ddl_lock_for_drop_extension(DropStmt *stmt)
+{
+	ListCell   *lc;
+	Oid			nsp;
+	Oid			relid;
+
+	foreach(lc, stmt->objects)
+	{
+		if (strcmp(strVal(lfirst(lc)), "raftpg") != 0)
+			continue;
+		nsp = get_namespace_oid("raftpg", true);
+		relid = OidIsValid(nsp) ? get_relname_relid("apply_state", nsp) :
+			InvalidOid;
+		if (OidIsValid(relid))
+			LockRelationOid(relid, AccessExclusiveLock);
+		return;
+	}
+}
+
 /* ----------
  * The hooks
  * ----------
@@ -1059,6 +1085,10 @@ ddl_process_utility(PlannedStmt *pstmt, const char *queryString,
 	DdlFills	fills;
 	List	   *saved_allowed;
 	ListCell   *lc;
+
+	if (IsA(parsetree, DropStmt) &&
+		((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
+		ddl_lock_for_drop_extension((DropStmt *) parsetree);
 
 	if (!ddl_handled(parsetree) || context == PROCESS_UTILITY_SUBCOMMAND ||
 		RaftpgIsApplyWorker() || ddl_internal > 0 ||
