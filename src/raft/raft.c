@@ -152,6 +152,18 @@ raft_create(const raft_options *o, const raft_restore *rs, raft **out)
 		return rc;
 	}
 
+	r->host_snap_index = rs->snapshot_index;
+	r->host_snap_term = rs->snapshot_term;
+	if (o->fetch != NULL && rs->durable_index != 0)
+	{
+		if (rs->durable_index > rs->snapshot_index)
+		{
+			raft_destroy(r);
+			return RAFT_EINVAL;
+		}
+		r->host_snap_index = rs->durable_index;
+		r->host_snap_term = rs->durable_term;
+	}
 	r->term = rs->hard_state.term;
 	r->vote = rs->hard_state.vote;
 	/* a commit index beyond the log cannot be trusted: the entries are gone */
@@ -216,7 +228,8 @@ raft_entry_at(raft *r, raft_index i)
 	size_t		n = 0;
 	size_t		k;
 
-	if (e != NULL || i == 0 || i > r->log.snap_index || r->opts.fetch == NULL)
+	if (e != NULL || i == 0 || i > r->log.snap_index || r->opts.fetch == NULL ||
+		i <= r->host_snap_index)
 		return e;
 
 	f = raft_malloc(sizeof(raft_fetched));
@@ -963,6 +976,31 @@ raft_compact(raft *r, raft_index index, raft_term term)
 	r->snap_config = c;
 	if (found)
 		r->snap_config_index = i;
+	return RAFT_OK;
+}
+
+int
+raft_compact_durable(raft *r, raft_index index, raft_term term)
+{
+	int			rc;
+
+	RAFT_ASSERT(!r->in_ready);
+	if (index > r->applied || index > log_stable_index(&r->log))
+		return RAFT_EINVAL;
+	if (index > r->log.snap_index)
+	{
+		rc = raft_compact(r, index, term);
+		if (rc != RAFT_OK)
+			return rc;
+	}
+	else if (index == r->log.snap_index && term != r->log.snap_term)
+		return RAFT_EINVAL;
+	if (r->opts.fetch == NULL || index <= r->host_snap_index)
+		return RAFT_OK;
+	r->host_snap_index = index;
+	r->host_snap_term = term;
+	/* what was fetched may be gone now */
+	raft_free_fetched(r);
 	return RAFT_OK;
 }
 

@@ -320,6 +320,15 @@ typedef struct raft_restore
 	const raft_entry *entries;
 	size_t		n_entries;
 	raft_index	applied;
+
+	/*
+	 * With raft_options.fetch, the host may restore fewer entries than its
+	 * durable log holds: then snapshot_index is where memory starts, and
+	 * durable_index/durable_term say where the durable log starts (after
+	 * durable_index; 0: at snapshot_index, as without fetch).
+	 */
+	raft_index	durable_index;
+	raft_term	durable_term;
 } raft_restore;
 
 typedef struct raft raft;
@@ -401,6 +410,13 @@ extern int	raft_read_index(raft *r, uint64_t ctx);
  * fetch, and queued APPENDs stay queued.
  */
 extern int	raft_compact(raft *r, raft_index index, raft_term term);
+/*
+ * With raft_options.fetch: the host dropped the entries up to index from
+ * its durable log too (index <= applied).  A peer that needs one of them
+ * now gets a snapshot.  Entries in memory up to index are dropped as by
+ * raft_compact().  Without fetch, the same as raft_compact().
+ */
+extern int	raft_compact_durable(raft *r, raft_index index, raft_term term);
 /* term of entry i in memory: RAFT_OK, RAFT_ECOMPACTED or RAFT_ENOTFOUND */
 extern int	raft_term_at(const raft *r, raft_index i, raft_term *term);
 

@@ -120,6 +120,15 @@ struct raft
 	raft_index	applied;		/* last entry handed out to apply */
 	raft_log	log;
 
+	/*
+	 * With raft_options.fetch: the host's durable log starts after
+	 * host_snap_index (term host_snap_term).  Entries after it and up to
+	 * log.snap_index are fetched; a peer that needs one up to it gets a
+	 * snapshot.  Without fetch it is log.snap_index.
+	 */
+	raft_index	host_snap_index;
+	raft_term	host_snap_term;
+
 	/* configuration: the latest in the log, else the snapshot's */
 	raft_config config;
 	raft_index	config_index;

@@ -65,11 +65,14 @@ replication_send_append(raft *r, raft_progress *pr, bool send_empty)
 	if (pr->next > last + 1)
 		pr->next = last + 1;
 	prev = pr->next - 1;
-	if (prev < r->log.snap_index && r->opts.fetch != NULL)
+	if (prev < r->log.snap_index && r->opts.fetch != NULL &&
+		prev >= r->host_snap_index)
 	{
 		/* compacted from memory only: the host has the entries */
 		prev_term = 0;
-		if (prev > 0)
+		if (prev > 0 && prev == r->host_snap_index)
+			prev_term = r->host_snap_term;
+		else if (prev > 0)
 		{
 			const raft_entry *pe = raft_entry_at(r, prev);
 
@@ -734,6 +737,8 @@ raft_snapshot_done(raft *r, bool ok, raft_index index, raft_term term,
 	RAFT_ASSERT(!log_has_overlay(&r->log));
 	log_install_snapshot(&r->log, index, term);
 	raft_free_fetched(r);
+	r->host_snap_index = index;
+	r->host_snap_term = term;
 	raft_config_free(&r->snap_config);
 	r->snap_config = copy;
 	r->snap_config_index = index;

@@ -205,6 +205,7 @@ draw_profile(sim *s)
 	p->lazy_commit = rng_chance(g, 0.5);
 	p->fetch = rng_chance(g, 0.5);
 	p->p_fetch_fail = p->fetch ? PICK_D(g, 0, 0.05, 0.3) : 0;
+	p->durable_compact = p->fetch && rng_chance(g, 0.5);
 }
 
 static void
@@ -213,11 +214,11 @@ print_profile(sim *s)
 	sim_profile *p = &s->p;
 
 	printf("seed %llu: %d nodes (%s), ids up to %d, election %u ticks, heartbeat %u, pre_vote %d, "
-		   "check_quorum %d, lazy_commit %d, fetch %d (fails %.2f)\n",
+		   "check_quorum %d, lazy_commit %d, fetch %d (fails %.2f, durable compaction %d)\n",
 		   (unsigned long long) s->seed, s->n_init,
 		   p->bootstrap_all ? "all bootstrapped" : "node 1 bootstrapped, others added",
 		   s->n_ids, p->election_ticks, p->heartbeat_ticks, p->pre_vote, p->check_quorum,
-		   p->lazy_commit, p->fetch, p->p_fetch_fail);
+		   p->lazy_commit, p->fetch, p->p_fetch_fail, p->durable_compact);
 	printf("  max_msg_entries %u max_msg_bytes %zu max_inflight %u skew %.2f\n",
 		   p->max_msg_entries, p->max_msg_bytes, p->max_inflight, p->skew);
 	printf("  drop %.3f dup %.3f delay %lld..%lld (healed ..%lld) long %.3f persist_fail %.3f crash_mid %.3f lazy %.1f\n",

@@ -246,6 +246,9 @@ typedef struct sim_profile
 	bool		lazy_commit;
 	bool		fetch;			/* compaction drops entries from memory
 								 * only; the leader fetches them back */
+	bool		durable_compact;	/* with fetch: compaction sometimes drops
+									 * a durable prefix too; peers behind it
+									 * get a snapshot */
 	double		p_fetch_fail;
 	uint32_t	max_msg_entries;
 	size_t		max_msg_bytes;

@@ -865,7 +865,7 @@ node_host_loop(sim *s, sim_node *n)
 		 * obsolete by then; the install copies something newer, or says
 		 * no.)
 		 */
-		if (rd.snapshot_pending && s->p.fetch)
+		if (rd.snapshot_pending && s->p.fetch && !s->p.durable_compact)
 			sim_fail(s, "node %llu: asked for a snapshot, although every leader fetches compacted entries",
 					 (unsigned long long) n->id);
 		if (rd.snapshot_pending && !failed)
@@ -1066,6 +1066,25 @@ node_snapshot_install(sim *s, sim_node *n)
 	node_after_input(s, n);
 }
 
+/* drop the durable log up to idx (term, configuration cfg there) */
+static void
+st_compact(sim *s, sim_storage *st, raft_index idx, raft_term term,
+		   const raft_config *cfg)
+{
+	raft_config copy;
+	int			rc;
+
+	memset(&copy, 0, sizeof(copy));
+	rc = raft_config_copy(cfg, &copy);
+	if (rc != RAFT_OK)
+		sim_fail(s, "raft_config_copy: %s", raft_strerror(rc));
+	st_drop_prefix(st, idx);
+	st->snap_index = idx;
+	st->snap_term = term;
+	raft_config_free(&st->snap_cfg);
+	st->snap_cfg = copy;
+}
+
 /* compact at applied minus a random slack; returns 1 when it did */
 int
 node_compact(sim *s, sim_node *n)
@@ -1074,7 +1093,6 @@ node_compact(sim *s, sim_node *n)
 	raft_index	idx;
 	raft_term	term;
 	const raft_config *cfg;
-	raft_config copy;
 	int			rc;
 	uint64_t	slack = rng_below(&s->rng, (uint64_t) s->p.compact_slack + 1);
 
@@ -1098,18 +1116,35 @@ node_compact(sim *s, sim_node *n)
 				 (unsigned long long) st_last_index(st));
 	/* with fetch, memory only: the durable log keeps everything */
 	if (!s->p.fetch)
-	{
-		memset(&copy, 0, sizeof(copy));
-		rc = raft_config_copy(cfg, &copy);
-		if (rc != RAFT_OK)
-			sim_fail(s, "raft_config_copy: %s", raft_strerror(rc));
-		st_drop_prefix(st, idx);
-		st->snap_index = idx;
-		st->snap_term = term;
-		raft_config_free(&st->snap_cfg);
-		st->snap_cfg = copy;
-	}
+		st_compact(s, st, idx, term, cfg);
 	n->mem_snap = idx;
+
+	/*
+	 * With fetch, now and then the durable log loses a prefix too, up to
+	 * somewhere at or before idx: entries after it are fetched, a peer
+	 * that needs one before it gets a snapshot.
+	 */
+	if (s->p.fetch && s->p.durable_compact && rng_chance(&s->rng, 0.5))
+	{
+		raft_index	didx = st->snap_index + 1 +
+			rng_below(&s->rng, (uint64_t) (idx - st->snap_index));
+		raft_term	dterm = st_term_at(st, didx);
+		const raft_config *dcfg = sm_config_at(&st->sm, didx);
+
+		if (dterm == 0 || dcfg == NULL)
+			sim_fail(s, "node %llu: applied entry %llu is not in its durable log (or no config)",
+					 (unsigned long long) n->id, (unsigned long long) didx);
+		st_compact(s, st, didx, dterm, dcfg);
+		rc = raft_compact_durable(n->r, didx, dterm);
+		if (rc != RAFT_OK)
+			sim_fail(s, "node %llu: raft_compact_durable(%llu, %llu) returned %s",
+					 (unsigned long long) n->id, (unsigned long long) didx,
+					 (unsigned long long) dterm, raft_strerror(rc));
+		if (s->trace)
+			sim_log(s, "node %llu: compacted its durable log up to %llu/%llu",
+					(unsigned long long) n->id, (unsigned long long) didx,
+					(unsigned long long) dterm);
+	}
 	s->stats.compactions++;
 	if (s->trace)
 		sim_log(s, "node %llu: compacted %sup to %llu/%llu", (unsigned long long) n->id,
