@@ -204,7 +204,9 @@ CREATE FUNCTION raftpg.stats(
 	OUT applied_transactions bigint,
 	OUT worker_passes bigint,
 	OUT entries_in_memory bigint,
-	OUT entries_fetched bigint)
+	OUT entries_fetched bigint,
+	OUT entries_compacted bigint,	-- deleted from raftpg.log
+	OUT snapshots_installed bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'raftpg_stats'
 LANGUAGE C STRICT VOLATILE;
@@ -226,13 +228,25 @@ COMMENT ON TABLE raftpg.replicated IS 'raftpg: the replicated tables of this nod
 
 -- How far the apply worker has applied the log.  One row, updated in the
 -- same transaction as the changes it applied: exactly-once apply.
+--
+-- config is the configuration in force at applied_index (the last
+-- configuration entry applied), so that the tables and this row are a
+-- snapshot of the cluster's state as they stand.  import_node and
+-- import_until: after a snapshot was copied from another node, the log
+-- entries of that node up to import_until whose transactions that node
+-- had committed itself when the copy was taken are in the tables already;
+-- their raftpg.origin_commits rows came with the copy.
 CREATE TABLE raftpg.apply_state (
 	applied_index bigint NOT NULL,
-	applied_term bigint NOT NULL
+	applied_term bigint NOT NULL,
+	config_index bigint NOT NULL,
+	config bytea,
+	import_node bigint NOT NULL,
+	import_until bigint NOT NULL
 );
 COMMENT ON TABLE raftpg.apply_state IS
 	'raftpg: the last log entry applied to the tables of this node (one row)';
-INSERT INTO raftpg.apply_state VALUES (0, 0);
+INSERT INTO raftpg.apply_state VALUES (0, 0, 0, NULL, 0, 0);
 
 -- Transactions of this node that committed their changes to replicated
 -- tables themselves, by incarnation (a random number drawn at every start
@@ -246,6 +260,15 @@ CREATE TABLE raftpg.origin_commits (
 );
 COMMENT ON TABLE raftpg.origin_commits IS
 	'raftpg: log entries already applied by the transaction that wrote them';
+
+-- Read by a node that copies a snapshot of the tables from this one
+-- (src/snapshot.c), in the transaction that reads them: this node's id and
+-- its commit index.
+CREATE FUNCTION raftpg.snapshot_source(OUT node_id bigint, OUT commit_index bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'raftpg_snapshot_source'
+LANGUAGE C STRICT VOLATILE;
+REVOKE EXECUTE ON FUNCTION raftpg.snapshot_source() FROM PUBLIC;
 
 -- The statements that create a table as it is defined here, every name
 -- qualified: what replicate_table() sends through the log.

@@ -661,30 +661,22 @@ raftpg_prepare_join(PG_FUNCTION_ARGS)
 }
 
 /*
- * Run one query with text parameters on the server at conninfo (node
- * name), waiting interruptibly until deadline, and return the first
- * column of its first row (NULL if none or null).  An error there is
- * raised here with its SQLSTATE, as "node "name" <refusal>: message".
+ * Connect to the server at conninfo (node name), waiting interruptibly
+ * until deadline; an error if that fails.  The caller PQfinish()es it.
  */
-char *
-RaftpgRemoteCall(const char *name, const char *conninfo, const char *sql,
-				 int nparams, const char *const *values, const char *refusal,
-				 TimestampTz deadline)
+PGconn *
+RaftpgRemoteConnect(const char *name, const char *conninfo, TimestampTz deadline)
 {
-	PGconn	   *volatile conn = NULL;
-	char	   *volatile result = NULL;
+	PGconn	   *conn;
+	volatile PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
 
+	conn = TransportConnectStart(conninfo);
+	if (conn == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid conninfo \"%s\"", conninfo)));
 	PG_TRY();
 	{
-		PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
-		PGresult   *res;
-		PGresult   *last = NULL;
-
-		conn = TransportConnectStart(conninfo);
-		if (conn == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid conninfo \"%s\"", conninfo)));
 		while (PQstatus(conn) != CONNECTION_BAD && ps != PGRES_POLLING_OK)
 		{
 			int			ev = ps == PGRES_POLLING_READING ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
@@ -704,67 +696,132 @@ RaftpgRemoteCall(const char *name, const char *conninfo, const char *sql,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("could not connect to node \"%s\" at \"%s\"", name, conninfo),
 					 errdetail("%s", pchomp(PQerrorMessage(conn)))));
+	}
+	PG_CATCH();
+	{
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return conn;
+}
 
-		if (PQsendQueryParams(conn, sql, nparams, NULL, values, NULL, NULL, 0) != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not send a request to node \"%s\"", name),
-					 errdetail("%s", pchomp(PQerrorMessage(conn)))));
-		for (;;)
-		{
-			while (PQisBusy(conn))
-			{
-				if (RaftpgRemainingMs(deadline) == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_CONNECTION_FAILURE),
-							 errmsg("node \"%s\" did not answer in time", name)));
-				(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | WL_SOCKET_READABLE,
-										 PQsocket(conn), RaftpgRemainingMs(deadline), PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
-				CHECK_FOR_INTERRUPTS();
-				if (PQconsumeInput(conn) != 1)
-					ereport(ERROR,
-							(errcode(ERRCODE_CONNECTION_FAILURE),
-							 errmsg("lost the connection to node \"%s\"", name),
-							 errdetail("%s", pchomp(PQerrorMessage(conn)))));
-			}
-			res = PQgetResult(conn);
-			if (res == NULL)
-				break;
-			if (last)
-				PQclear(last);
-			last = res;
-		}
-		if (last == NULL || PQresultStatus(last) != PGRES_TUPLES_OK)
-		{
-			const char *state = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
-			const char *primary = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-			char	   *msg = pstrdup(primary ? primary :
-									  last ? pchomp(PQresultErrorMessage(last)) : "no result");
-			const char *detail = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_DETAIL) : NULL;
-			char	   *detailc = detail ? pstrdup(detail) : NULL;
-			const char *hint = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_HINT) : NULL;
-			char	   *hintc = hint ? pstrdup(hint) : NULL;
-			int			code = state && strlen(state) == 5 ?
-				MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]) :
-				ERRCODE_CONNECTION_FAILURE;
+/*
+ * Wait interruptibly until deadline for input on conn and read it; an
+ * error if the deadline passes or the connection breaks.
+ */
+void
+RaftpgRemoteWait(PGconn *conn, const char *name, TimestampTz deadline)
+{
+	if (RaftpgRemainingMs(deadline) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("node \"%s\" did not answer in time", name)));
+	(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | WL_SOCKET_READABLE,
+							 PQsocket(conn), RaftpgRemainingMs(deadline), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (PQconsumeInput(conn) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("lost the connection to node \"%s\"", name),
+				 errdetail("%s", pchomp(PQerrorMessage(conn)))));
+}
 
-			if (last)
-				PQclear(last);
-			ereport(ERROR,
-					(errcode(code),
-					 errmsg("node \"%s\" %s: %s", name, refusal, msg),
-					 detailc ? errdetail("%s", detailc) : 0,
-					 hintc ? errhint("%s", hintc) : 0));
-		}
-		if (PQntuples(last) > 0 && PQnfields(last) > 0 && !PQgetisnull(last, 0, 0))
+/*
+ * Run sql on conn (with text parameters, or several statements if
+ * nparams is 0), waiting interruptibly until deadline, and return its last
+ * result: rows, a command's completion or the start of a COPY TO STDOUT.
+ * An error there is raised here with its SQLSTATE, as "node "name"
+ * <refusal>: message".  The caller PQclear()s the result.
+ */
+PGresult *
+RaftpgRemoteExec(PGconn *conn, const char *name, const char *sql, int nparams,
+				 const char *const *values, const char *refusal,
+				 TimestampTz deadline)
+{
+	PGresult   *res;
+	PGresult   *last = NULL;
+	ExecStatusType status;
+	int			ok;
+
+	ok = nparams > 0 ?
+		PQsendQueryParams(conn, sql, nparams, NULL, values, NULL, NULL, 0) :
+		PQsendQuery(conn, sql);
+	if (ok != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not send a request to node \"%s\"", name),
+				 errdetail("%s", pchomp(PQerrorMessage(conn)))));
+	for (;;)
+	{
+		while (PQisBusy(conn))
+			RaftpgRemoteWait(conn, name, deadline);
+		res = PQgetResult(conn);
+		if (res == NULL)
+			break;
+		if (last)
+			PQclear(last);
+		last = res;
+		/* COPY OUT: the data follows, the result after it */
+		if (PQresultStatus(res) == PGRES_COPY_OUT)
+			break;
+	}
+	status = last ? PQresultStatus(last) : PGRES_FATAL_ERROR;
+	if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK &&
+		status != PGRES_COPY_OUT)
+	{
+		const char *state = last ? PQresultErrorField(last, PG_DIAG_SQLSTATE) : NULL;
+		const char *primary = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+		char	   *msg = pstrdup(primary ? primary :
+								  last ? pchomp(PQresultErrorMessage(last)) : "no result");
+		const char *detail = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_DETAIL) : NULL;
+		char	   *detailc = detail ? pstrdup(detail) : NULL;
+		const char *hint = last ? PQresultErrorField(last, PG_DIAG_MESSAGE_HINT) : NULL;
+		char	   *hintc = hint ? pstrdup(hint) : NULL;
+		int			code = state && strlen(state) == 5 ?
+			MAKE_SQLSTATE(state[0], state[1], state[2], state[3], state[4]) :
+			ERRCODE_CONNECTION_FAILURE;
+
+		if (last)
+			PQclear(last);
+		ereport(ERROR,
+				(errcode(code),
+				 errmsg("node \"%s\" %s: %s", name, refusal, msg),
+				 detailc ? errdetail("%s", detailc) : 0,
+				 hintc ? errhint("%s", hintc) : 0));
+	}
+	return last;
+}
+
+/*
+ * Run one query with text parameters on the server at conninfo (node
+ * name), waiting interruptibly until deadline, and return the first
+ * column of its first row (NULL if none or null).  An error there is
+ * raised here with its SQLSTATE, as "node "name" <refusal>: message".
+ */
+char *
+RaftpgRemoteCall(const char *name, const char *conninfo, const char *sql,
+				 int nparams, const char *const *values, const char *refusal,
+				 TimestampTz deadline)
+{
+	PGconn	   *volatile conn = NULL;
+	char	   *volatile result = NULL;
+
+	conn = RaftpgRemoteConnect(name, conninfo, deadline);
+	PG_TRY();
+	{
+		PGresult   *last = RaftpgRemoteExec(conn, name, sql, nparams, values,
+											refusal, deadline);
+
+		if (PQresultStatus(last) == PGRES_TUPLES_OK && PQntuples(last) > 0 &&
+			PQnfields(last) > 0 && !PQgetisnull(last, 0, 0))
 			result = pstrdup(PQgetvalue(last, 0, 0));
 		PQclear(last);
 	}
 	PG_CATCH();
 	{
-		if (conn)
-			PQfinish(conn);
+		PQfinish(conn);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -1155,8 +1212,8 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	uint64		commits;
 	uint64		commits_async;
 	uint64		applied_entries;
-	Datum		values[19];
-	bool		nulls[19];
+	Datum		values[21];
+	bool		nulls[21];
 	int			i = 0;
 
 	RaftpgCheckPreloaded();
@@ -1188,6 +1245,8 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) s.worker_passes);
 	values[i++] = Int64GetDatum((int64) s.entries_in_memory);
 	values[i++] = Int64GetDatum((int64) s.entries_fetched);
+	values[i++] = Int64GetDatum((int64) s.entries_compacted);
+	values[i++] = Int64GetDatum((int64) s.snapshots_installed);
 	Assert(i == tupdesc->natts);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -46,6 +46,13 @@
  * On the leader, the apply worker also keeps the sequences' reservations
  * ahead of use (sequences.c), after each batch and when idle.
  *
+ * raftpg.apply_state also holds the configuration in force at the applied
+ * index (the last configuration entry applied), so that the tables and
+ * that row are a snapshot of the cluster's state another node can copy.
+ * Copying one from another node is the apply worker's job too, when the
+ * node worker asks for it (snapshot.c): in one transaction with the new
+ * apply_state.
+ *
  * src/apply.c
  *
  *-------------------------------------------------------------------------
@@ -92,6 +99,7 @@
 #include "ddl.h"
 #include "replicate.h"
 #include "sequences.h"
+#include "snapshot.h"
 #include "storage.h"
 
 /* at most this many entries, or this many bytes of them, per transaction */
@@ -125,6 +133,16 @@ static Oid	origin_index_relid = InvalidOid;
 /* raftpg.apply_state, as last committed */
 static uint64 applied_index = 0;
 static uint64 applied_term = 0;
+
+/* the rest of raftpg.apply_state, as last committed (TopMemoryContext) */
+static uint64 applied_config_index = 0;
+static bytea *applied_config = NULL;
+static uint64 import_node = 0;
+static uint64 import_until = 0;
+
+/* a configuration entry the batch in progress passed, until it commits */
+static bytea *batch_config = NULL;
+static uint64 batch_config_index = 0;
 
 /*
  * The first index of the log row that holds entry applied_index, where the
@@ -224,6 +242,12 @@ static void apply_load_state(void);
 static void apply_batch(uint64 target);
 static void apply_txn(uint64 index);
 static void release_relations(void);
+static void tidcache_reset(void);
+static bool snapshot_requested(void);
+static void apply_install_snapshot(void);
+static void set_applied_config(const bytea *config, uint64 index);
+static void apply_publish(void);
+static void apply_save_state(uint64 index, uint64 term);
 
 bool
 RaftpgIsApplyWorker(void)
@@ -363,6 +387,11 @@ RaftpgApplyMain(Datum main_arg)
 							 linger_ms, PG_WAIT_EXTENSION);
 			continue;
 		}
+		if (OidIsValid(state_relid) && snapshot_requested())
+		{
+			apply_install_snapshot();
+			continue;
+		}
 		if (OidIsValid(state_relid) && target > applied_index)
 		{
 			apply_batch(target);
@@ -382,6 +411,118 @@ RaftpgApplyMain(Datum main_arg)
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 APPLY_IDLE_MS, PG_WAIT_EXTENSION);
 	}
+}
+
+/* has the node worker asked for a snapshot not installed yet? */
+static bool
+snapshot_requested(void)
+{
+	bool		r;
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	r = RaftpgShmem->snap_req_seq != RaftpgShmem->snap_done_seq;
+	LWLockRelease(&RaftpgShmem->lock);
+	return r;
+}
+
+/*
+ * Copy the snapshot the node worker asked for (snapshot.c) and write the
+ * apply_state that goes with it, in one transaction, flushed before the
+ * node worker hears of it: it drops its log up to there next.  An error
+ * is logged and reported to the node worker, and apply goes on.
+ */
+static void
+apply_install_snapshot(void)
+{
+	uint64		seq;
+	uint64		min_index;
+	char		name[RAFTPG_NAME_LEN];
+	char		conninfo[RAFTPG_CONNINFO_LEN];
+	Latch	   *latch;
+	SnapshotResult res;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+	char		error[256];
+
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	seq = RaftpgShmem->snap_req_seq;
+	min_index = RaftpgShmem->snap_req_index;
+	strlcpy(name, RaftpgShmem->snap_req_name, sizeof(name));
+	strlcpy(conninfo, RaftpgShmem->snap_req_conninfo, sizeof(conninfo));
+	LWLockRelease(&RaftpgShmem->lock);
+
+	ereport(LOG,
+			(errmsg("raftpg: copying a snapshot of the tables at log index " UINT64_FORMAT " or later from node \"%s\"",
+					min_index, name)));
+	error[0] = '\0';
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		/* the node worker deletes its log up to here next */
+		(void) set_config_option("synchronous_commit", "on", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "raftpg: copying a snapshot");
+		/* the order of apply_batch() */
+		LockRelationOid(state_relid, RowExclusiveLock);
+		tidcache_reset();
+		SnapshotCopy(name, conninfo, min_index, &res);
+		batch_config = res.config;
+		batch_config_index = res.index;
+		import_node = res.import_node;
+		import_until = res.import_until;
+		apply_save_state(res.index, res.term);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		strlcpy(error, edata->message, sizeof(error));
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("raftpg: could not copy a snapshot from node \"%s\": %s",
+						name, edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) : 0));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (ok)
+	{
+		set_applied_config(batch_config, batch_config_index);
+		batch_config = NULL;
+		applied_index = res.index;
+		applied_term = res.term;
+		applied_row = 0;
+		apply_publish();
+		ereport(LOG,
+				(errmsg("raftpg: installed a snapshot at log index " UINT64_FORMAT " copied from node \"%s\": %d tables, " UINT64_FORMAT " rows, %d transactions of that node beyond the index",
+						res.index, name, res.tables, res.rows, res.origin_rows)));
+	}
+	else
+	{
+		/* what the failed transaction may have left: read it again */
+		batch_config = NULL;
+		state_relid = InvalidOid;
+	}
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	RaftpgShmem->snap_done_seq = seq;
+	RaftpgShmem->snap_ok = ok;
+	strlcpy(RaftpgShmem->snap_error, error, sizeof(RaftpgShmem->snap_error));
+	latch = RaftpgShmem->worker_latch;
+	LWLockRelease(&RaftpgShmem->lock);
+	if (latch)
+		SetLatch(latch);
 }
 
 static void
@@ -435,6 +576,22 @@ apply_publish(void)
 	ConditionVariableBroadcast(&RaftpgShmem->cv);
 }
 
+/* the configuration as of the applied index, as committed */
+static void
+set_applied_config(const bytea *config, uint64 index)
+{
+	if (applied_config)
+		pfree(applied_config);
+	applied_config = NULL;
+	if (config)
+	{
+		applied_config = (bytea *) MemoryContextAlloc(TopMemoryContext,
+													  VARSIZE_ANY(config));
+		memcpy(applied_config, config, VARSIZE_ANY(config));
+	}
+	applied_config_index = index;
+}
+
 static void
 apply_load_state(void)
 {
@@ -448,6 +605,11 @@ apply_load_state(void)
 		slot_getallattrs(slot);
 		applied_index = (uint64) DatumGetInt64(slot->tts_values[0]);
 		applied_term = (uint64) DatumGetInt64(slot->tts_values[1]);
+		set_applied_config(slot->tts_isnull[3] ? NULL :
+						   DatumGetByteaPP(slot->tts_values[3]),
+						   (uint64) DatumGetInt64(slot->tts_values[2]));
+		import_node = (uint64) DatumGetInt64(slot->tts_values[4]);
+		import_until = (uint64) DatumGetInt64(slot->tts_values[5]);
 		applied_row = 0;
 		rows++;
 	}
@@ -475,9 +637,17 @@ apply_save_state(uint64 index, uint64 term)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("table raftpg.apply_state has no row")));
 	ExecClearTuple(newslot);
+	memset(newslot->tts_isnull, false, sizeof(bool) * 6);
 	newslot->tts_values[0] = Int64GetDatum((int64) index);
 	newslot->tts_values[1] = Int64GetDatum((int64) term);
-	newslot->tts_isnull[0] = newslot->tts_isnull[1] = false;
+	newslot->tts_values[2] = Int64GetDatum((int64) (batch_config ?
+													 batch_config_index :
+													 applied_config_index));
+	newslot->tts_values[3] = PointerGetDatum(batch_config ? batch_config :
+											 applied_config);
+	newslot->tts_isnull[3] = batch_config == NULL && applied_config == NULL;
+	newslot->tts_values[4] = Int64GetDatum((int64) import_node);
+	newslot->tts_values[5] = Int64GetDatum((int64) import_until);
 	ExecStoreVirtualTuple(newslot);
 	simple_table_tuple_update(rel, &slot->tts_tid, newslot, snap, &update_indexes);
 	state_row_tid = newslot->tts_tid;
@@ -601,6 +771,14 @@ apply_entries(uint64 target, uint64 *done_out, uint64 *done_term_out,
 		if (!is_chunk)
 		{
 			/* no-ops, configurations and opaque entries change no table */
+			if (e.type == RAFT_ENTRY_CONFIG)
+			{
+				batch_config = (bytea *) MemoryContextAlloc(apply_cxt,
+															VARHDRSZ + e.len);
+				SET_VARSIZE(batch_config, VARHDRSZ + e.len);
+				memcpy(VARDATA(batch_config), e.data, e.len);
+				batch_config_index = index;
+			}
 			done = index;
 			done_term = term;
 			done_row = StorageLogScanRow(&scan);
@@ -671,6 +849,7 @@ apply_batch(uint64 target)
 	errcb.arg = NULL;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+	batch_config = NULL;
 
 	PG_TRY();
 	{
@@ -717,6 +896,11 @@ apply_batch(uint64 target)
 		RaftpgShmem->applied_txns += batch_txns;
 		LWLockRelease(&RaftpgShmem->lock);
 		batch_txns = 0;
+	}
+	if (batch_config != NULL)
+	{
+		set_applied_config(batch_config, batch_config_index);
+		batch_config = NULL;
 	}
 	if (done > applied_index)
 	{
@@ -1326,8 +1510,15 @@ apply_txn(uint64 index)
 	MemoryContext old;
 	bool		origin_here = txn.first.origin_node == RaftpgShmem->status.node_id;
 
-	if (origin_here && origin_committed(txn.first.origin_incarnation,
-										txn.first.origin_fxid))
+	/*
+	 * Entries of the node a snapshot was copied from, which that node's
+	 * own transaction may have committed into the copy already.
+	 */
+	bool		imported = !origin_here && import_node != 0 &&
+		txn.first.origin_node == import_node && index <= import_until;
+
+	if ((origin_here || imported) &&
+		origin_committed(txn.first.origin_incarnation, txn.first.origin_fxid))
 		return;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply transaction",

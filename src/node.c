@@ -26,8 +26,14 @@
  *	  6. publishes what the durable state and the core now say to shared
  *		 memory, and wakes the backends waiting on it;
  *	  7. drops old applied entries from the core's memory
- *		 (raftpg.log_memory_entries): raftpg.log keeps them, and the core
- *		 reads them back from there (node_fetch) for a peer that needs them.
+ *		 (raftpg.log_memory_entries), and reads them back from raftpg.log
+ *		 (node_fetch) for a peer that needs them; once a second, deletes
+ *		 the entries applied long ago from raftpg.log too
+ *		 (raftpg.log_keep_entries, node_compact_log), and tells the core,
+ *		 which sends a peer that needs one of those a snapshot;
+ *	  8. hands a snapshot the core asks to install to the apply worker,
+ *		 and once that copied it (snapshot.c), drops the log up to it and
+ *		 tells the core (node_snapshot_finish).
  *
  * Crash safety needs nothing more: everything the core believes is rebuilt
  * from the tables when the worker starts, and the tables only ever hold
@@ -45,6 +51,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -77,9 +84,14 @@
 #define RAFTPG_MAX_CATCHUP_TICKS	2
 /* how often a member checks that its tables still exist */
 #define RAFTPG_TABLE_CHECK_MS		1000
+/* how often the log table is looked at for compaction, and how much goes */
+#define RAFTPG_COMPACT_CHECK_MS		1000
+#define RAFTPG_COMPACT_MAX_ROWS		4096
 
 /* applied entries the core keeps in memory (node_compact_memory) */
 int			raftpg_log_memory_entries = 10000;
+/* applied entries raftpg.log keeps (node_compact_log) */
+int			raftpg_log_keep_entries = 100000;
 
 /*
  * Backends waiting for a read point.  Requests that arrive in one pass
@@ -110,6 +122,9 @@ static MemoryContext loop_cxt = NULL;
 static StringInfoData drain_buf;
 static TimestampTz next_tick = 0;
 static TimestampTz next_table_check = 0;
+static TimestampTz next_compact_check = 0;
+/* the snapshot request handed to the apply worker, 0 if none */
+static uint64 snap_waiting_seq = 0;
 static RaftpgStats stats;
 
 /* what was last published, to log changes */
@@ -132,6 +147,9 @@ static void node_check_tables(void);
 static int	node_fetch(void *ctx, raft_index from, uint32_t max_n,
 					   size_t max_bytes, raft_entry **ents, size_t *n);
 static void node_compact_memory(void);
+static void node_compact_log(void);
+static void node_snapshot_request(const raft_ready *rd);
+static void node_snapshot_finish(void);
 static bool read_rounds_expire(void);
 static bool read_round_start(void);
 
@@ -201,11 +219,13 @@ RaftpgNodeMain(Datum main_arg)
 		node_requests();
 		if (n_read_waiters > 0 && read_rounds_expire())
 			ConditionVariableBroadcast(&RaftpgShmem->cv);
+		node_snapshot_finish();
 		node_tick();
 		node_process_ready();
 		TransportFlush();
 		node_publish();
 		node_compact_memory();
+		node_compact_log();
 		/* raftpg.log and raftpg.state need autovacuum too (freezing) */
 		RaftpgReportStats();
 	}
@@ -435,6 +455,253 @@ node_compact_memory(void)
 }
 
 /*
+ * Delete the entries this node applied long ago from raftpg.log: all but
+ * the last raftpg.log_keep_entries before the applied index, once that
+ * many more than that have gathered.  On the leader, also keep what a
+ * member it is in contact with still needs, up to ten times as many.  A
+ * transaction that deletes at most RAFTPG_COMPACT_MAX_ROWS rows, then the
+ * core hears of it: a peer that needs a deleted entry gets a snapshot.
+ */
+static void
+node_compact_log(void)
+{
+	raft_status st;
+	uint64		applied;
+	uint64		keep = (uint64) raftpg_log_keep_entries;
+	uint64		upto;
+	volatile uint64 done = 0;
+	RaftpgStateRow st_new;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+	int			rc;
+
+	if (snap_waiting_seq != 0 || GetCurrentTimestamp() < next_compact_check)
+		return;
+	next_compact_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 RAFTPG_COMPACT_CHECK_MS);
+	raft_get_status(core, &st);
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	applied = RaftpgShmem->applied_index;
+	LWLockRelease(&RaftpgShmem->lock);
+	applied = Min(applied, Min((uint64) st.applied, (uint64) st.stable_index));
+	if (applied <= keep)
+		return;
+	upto = applied - keep;
+	if (st.role == RAFT_LEADER)
+	{
+		const raft_config *c = raft_get_config(core);
+		uint64		floor = applied > 10 * keep ? applied - 10 * keep : 0;
+		uint32		i;
+
+		for (i = 0; i < c->n; i++)
+		{
+			raft_progress_info pi;
+
+			if (c->servers[i].id == (raft_id) state.node_id ||
+				raft_get_progress(core, c->servers[i].id, &pi) != RAFT_OK ||
+				!pi.recent_active)
+				continue;
+			if (pi.match < upto)
+				upto = Max((uint64) pi.match, floor);
+		}
+	}
+	/* in steps, not a few entries every time */
+	if (upto < (uint64) state.snapshot_index + Max(keep / 2, 64))
+		return;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "raftpg: compacting the log");
+		done = StorageCompact(&state, upto, RAFTPG_COMPACT_MAX_ROWS, &st_new);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		abort_and_log(oldcxt, "could not compact the log");
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (!ok || done == 0)
+		return;
+
+	stats.entries_compacted += done - (uint64) state.snapshot_index;
+	if (st_new.snapshot_config.servers != state.snapshot_config.servers)
+		raft_config_free(&state.snapshot_config);
+	state = st_new;
+	rc = raft_compact_durable(core, (raft_index) done,
+							  (raft_term) state.snapshot_term);
+	if (rc != RAFT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("raftpg: the log was compacted up to " UINT64_FORMAT ", which the consensus node refuses: %s",
+						done, raft_strerror(rc))));
+	next_compact_check = 0;		/* more to delete, perhaps */
+}
+
+/*
+ * The core asks for a snapshot (rd->snapshot): hand it to the apply
+ * worker, which copies it from the node that asked (snapshot.c).  The
+ * core stays a follower meanwhile, refusing appends.
+ */
+static void
+node_snapshot_request(const raft_ready *rd)
+{
+	const raft_server *src = raft_config_get(&rd->snapshot.config,
+											 rd->snapshot.from);
+	Latch	   *latch;
+
+	if (src == NULL)
+		src = raft_config_get(raft_get_config(core), rd->snapshot.from);
+	if (src == NULL)
+	{
+		ereport(LOG,
+				(errmsg("raftpg: node " UINT64_FORMAT " offered a snapshot but is not a member this node knows",
+						(uint64) rd->snapshot.from)));
+		(void) raft_snapshot_done(core, false, 0, 0, NULL);
+		return;
+	}
+	ereport(LOG,
+			(errmsg("raftpg: the log of node \"%s\" no longer has what this node needs: installing a snapshot of index " UINT64_FORMAT " or later from it",
+					src->name, (uint64) rd->snapshot.index)));
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	snap_waiting_seq = Max(RaftpgShmem->snap_req_seq, RaftpgShmem->snap_done_seq) + 1;
+	RaftpgShmem->snap_req_seq = snap_waiting_seq;
+	RaftpgShmem->snap_req_index = (uint64) rd->snapshot.index;
+	RaftpgShmem->snap_req_from = (uint64) rd->snapshot.from;
+	strlcpy(RaftpgShmem->snap_req_name, src->name, RAFTPG_NAME_LEN);
+	strlcpy(RaftpgShmem->snap_req_conninfo, src->address, RAFTPG_CONNINFO_LEN);
+	latch = RaftpgShmem->apply_latch;
+	LWLockRelease(&RaftpgShmem->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
+/* read raftpg.apply_state: the snapshot the apply worker installed */
+static void
+read_installed(uint64 *index, uint64 *term, raft_config *c)
+{
+	bool		isnull;
+	bytea	   *b;
+	int			rc;
+
+	SPI_connect();
+	if (SPI_execute("SELECT applied_index, applied_term, config FROM raftpg.apply_state",
+					true, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("table raftpg.apply_state must have exactly one row")));
+	*index = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+	*term = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 2, &isnull));
+	b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 3, &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the installed snapshot has no configuration")));
+	rc = raft_decode_config((const uint8_t *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), c);
+	SPI_finish();
+	if (rc != RAFT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the configuration of the installed snapshot does not decode: %s",
+						raft_strerror(rc))));
+}
+
+/*
+ * The apply worker is done with the snapshot asked for: if it installed
+ * it, drop the log up to it in one transaction with the state row
+ * (StorageInstallSnapshot) and tell the core; else tell the core it
+ * failed (the leader asks again).
+ */
+static void
+node_snapshot_finish(void)
+{
+	bool		done;
+	bool		ok;
+	volatile uint64 index = 0;
+	volatile uint64 term = 0;
+	uint64		i;
+	uint64		t;
+	raft_config c;
+	raft_status st;
+	RaftpgStateRow st_new;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool stored = true;
+	int			rc;
+
+	if (snap_waiting_seq == 0)
+		return;
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	done = RaftpgShmem->snap_done_seq == snap_waiting_seq;
+	ok = RaftpgShmem->snap_ok;
+	LWLockRelease(&RaftpgShmem->lock);
+	if (!done)
+		return;
+	snap_waiting_seq = 0;
+	if (!ok)
+	{
+		(void) raft_snapshot_done(core, false, 0, 0, NULL);
+		return;
+	}
+
+	memset(&c, 0, sizeof(c));
+	raft_get_status(core, &st);
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "raftpg: dropping the log up to a snapshot");
+		read_installed(&i, &t, &c);
+		index = i;
+		term = t;
+		if (index < (uint64) st.applied)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the snapshot at index " UINT64_FORMAT " is older than what this node applied",
+							index)));
+		StorageInstallSnapshot(&state, index, term, &c, &st_new);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		abort_and_log(oldcxt, "could not drop the log up to the installed snapshot");
+		stored = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (!stored)
+	{
+		raft_config_free(&c);
+		(void) raft_snapshot_done(core, false, 0, 0, NULL);
+		return;
+	}
+
+	raft_config_free(&state.snapshot_config);
+	state = st_new;				/* it owns c now */
+	rc = raft_snapshot_done(core, true, (raft_index) index, (raft_term) term, &c);
+	if (rc != RAFT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("raftpg: the consensus node refused the snapshot installed at index " UINT64_FORMAT ": %s",
+						index, raft_strerror(rc))));
+	stats.snapshots_installed++;
+	ereport(LOG,
+			(errmsg("raftpg: the log now starts after the snapshot at index " UINT64_FORMAT " (term " UINT64_FORMAT ")",
+					index, term)));
+}
+
+/*
  * If this server is a member, build the core from the tables.  Runs in a
  * transaction of its own; an error (a log that disagrees with its state
  * row) ends the worker with that error in the server log.
@@ -495,6 +762,9 @@ node_try_load(void)
 		rs.applied = (raft_index) state.snapshot_index;
 		if (base > (uint64) state.snapshot_index)
 		{
+			/* the durable log starts earlier than memory */
+			rs.durable_index = (raft_index) state.snapshot_index;
+			rs.durable_term = (raft_term) state.snapshot_term;
 			rs.snapshot_index = (raft_index) base;
 			rs.snapshot_term = base_term;
 			if (base_config.n > 0)
@@ -594,6 +864,7 @@ node_check_tables(void)
 					raftpg_node_name)));
 	raft_destroy(core);
 	core = NULL;
+	snap_waiting_seq = 0;
 	TransportDirectAccepting(false);
 	raft_config_free(&state.snapshot_config);
 	raft_config_free(&state.contacts);
@@ -1311,24 +1582,19 @@ node_process_ready(void)
 		ok = persist_ready(&rd);
 
 		/*
-		 * Committed entries are already durable here.  Applying them to
-		 * tables is the apply side's job; for now the node records how far
-		 * it has handed them out.
+		 * Committed entries are already durable here: the apply worker
+		 * reads them from the log table.  A snapshot to install goes to
+		 * it too, once the batch that asked is persisted (a failed one
+		 * asks again).
 		 */
-		if (rd.snapshot_pending)
-			ereport(LOG,
-					(errmsg("raftpg: node " UINT64_FORMAT " offered a snapshot at index " UINT64_FORMAT ", which this version cannot install yet",
-							(uint64) rd.snapshot.from, (uint64) rd.snapshot.index)));
-
 		read_rounds_answer(&rd);
+		if (ok && rd.snapshot_pending)
+			node_snapshot_request(&rd);
 
 		if (ok)
 			raft_advance(core);
 		else
 			raft_persist_failed(core);
-
-		if (rd.snapshot_pending)
-			(void) raft_snapshot_done(core, false, 0, 0, NULL);
 	}
 }
 

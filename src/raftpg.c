@@ -149,6 +149,19 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("raftpg.log_keep_entries",
+							"How many applied log entries raftpg.log keeps "
+							"for members that are behind.",
+							"Older ones are deleted; a member that needs one "
+							"copies a snapshot of the tables instead.  The "
+							"leader also keeps what a member it is in contact "
+							"with still needs, up to ten times as many.",
+							&raftpg_log_keep_entries,
+							100000, 0, INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("raftpg.commit_timeout",
 							"How long a backend waits for the cluster to "
 							"commit what it asked for.",

@@ -107,6 +107,8 @@ typedef struct RaftpgStats
 	uint64		worker_passes;	/* rounds of the node worker's event loop */
 	uint64		entries_in_memory;	/* the core's copy of the log, now */
 	uint64		entries_fetched;	/* read back from raftpg.log for peers */
+	uint64		entries_compacted;	/* deleted from raftpg.log */
+	uint64		snapshots_installed;
 } RaftpgStats;
 
 /* Where a persistence can be made to fail (raftpg.inject_fault). */
@@ -306,6 +308,20 @@ typedef struct RaftpgShared
 	uint64		replicated_commits_async;	/* ... without a WAL flush */
 	uint64		applied_txns;	/* transactions the apply worker applied */
 
+	/*
+	 * A snapshot to install (snapshot.c): the node worker asks by raising
+	 * snap_req_seq, the apply worker answers by setting snap_done_seq to
+	 * it, with snap_ok and, if not, snap_error.
+	 */
+	uint64		snap_req_seq;
+	uint64		snap_req_index; /* at least this index */
+	uint64		snap_req_from;	/* the node to copy from */
+	char		snap_req_name[RAFTPG_NAME_LEN];
+	char		snap_req_conninfo[RAFTPG_CONNINFO_LEN];
+	uint64		snap_done_seq;
+	bool		snap_ok;
+	char		snap_error[256];
+
 	/* fault injection, superuser only */
 	RaftpgFaultPoint fault_point;
 	int			fault_remaining;
@@ -330,6 +346,7 @@ extern int	raftpg_election_timeout;
 extern int	raftpg_commit_timeout;
 extern int	raftpg_apply_linger;
 extern int	raftpg_log_memory_entries;
+extern int	raftpg_log_keep_entries;
 extern RaftpgShared *RaftpgShmem;
 extern RaftpgMailbox *RaftpgInbox;
 extern RaftpgMailbox *RaftpgRequests;
@@ -359,6 +376,14 @@ extern RaftpgReply RaftpgSubmitWait(const RaftpgRequest *req, TimestampTz deadli
 extern void RaftpgReportRefusal(int rc, const char *what);
 extern long RaftpgRemainingMs(TimestampTz deadline);
 extern void RaftpgReportStats(void);
+typedef struct pg_conn PGconn;
+typedef struct pg_result PGresult;
+extern PGconn *RaftpgRemoteConnect(const char *name, const char *conninfo,
+								   TimestampTz deadline);
+extern void RaftpgRemoteWait(PGconn *conn, const char *name, TimestampTz deadline);
+extern PGresult *RaftpgRemoteExec(PGconn *conn, const char *name, const char *sql,
+								  int nparams, const char *const *values,
+								  const char *refusal, TimestampTz deadline);
 extern char *RaftpgRemoteCall(const char *name, const char *conninfo,
 							  const char *sql, int nparams,
 							  const char *const *values, const char *refusal,

@@ -557,3 +557,20 @@ SequencesUnreplicate(Oid relid)
 		SPI_finish();
 	}
 }
+
+/*
+ * Snapshot install (snapshot.c): the sequence stands at its fence upto on
+ * the snapshot's source; set it here and move it there, as applying the
+ * reservation would on a node that did not propose it.
+ */
+void
+SequencesSnapshotFence(const char *nspname, const char *relname, int64 upto)
+{
+	if (!OidIsValid(RangeVarGetRelid(makeRangeVar(pstrdup(nspname), pstrdup(relname), -1),
+									 RowExclusiveLock, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("sequence \"%s.%s\" of the snapshot's source does not exist here",
+						nspname, relname)));
+	set_fence(nspname, relname, upto, true);
+}

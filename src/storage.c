@@ -679,6 +679,154 @@ log_truncate(Relation rel, Relation idx, uint64 from)
 	ExecDropSingleTupleTableSlot(slot);
 }
 
+/*
+ * Compaction: delete the rows of raftpg.log whose entries all lie at or
+ * before upto, oldest first and at most max_rows of them, and move the
+ * snapshot columns of the state row to the last entry deleted, in the
+ * caller's transaction.  *st_new gets the state row as written, with the
+ * configuration in force at the new snapshot (a configuration entry among
+ * those deleted, else the old snapshot's).  Returns the new snapshot
+ * index, or 0 if no row lay wholly at or before upto.  Whole rows only: a
+ * row that reaches past upto stays, and its entries at or before the
+ * snapshot are skipped by every reader.
+ */
+uint64
+StorageCompact(const RaftpgStateRow *st, uint64 upto, int max_rows,
+			   RaftpgStateRow *st_new)
+{
+	Relation	rel = table_open(log_relid, RowExclusiveLock);
+	Relation	idx = index_open(log_index_relid, RowExclusiveLock);
+	Snapshot	snap = GetActiveSnapshot();
+	StorageLogScan rs;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	uint64		done = 0;
+	uint64		done_term = 0;
+	char	   *cfg_data = NULL;
+	uint32		cfg_len = 0;
+	int			rows = 0;
+
+	*st_new = *st;
+	memset(&rs, 0, sizeof(rs));
+	rs.slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(0));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (rows < max_rows &&
+		   index_getnext_slot(scan, ForwardScanDirection, rs.slot))
+	{
+		raft_entry	e;
+
+		scan_take_row(&rs);
+		if (rs.row_last > upto)
+		{
+			scan_release_row(&rs);
+			break;
+		}
+		while (row_next_entry(&rs, &e))
+		{
+			done_term = e.term;
+			if (e.type == RAFT_ENTRY_CONFIG && e.index > (uint64) st->snapshot_index)
+			{
+				if (cfg_data)
+					pfree(cfg_data);
+				cfg_data = palloc(Max(e.len, 1));
+				memcpy(cfg_data, e.data, e.len);
+				cfg_len = e.len;
+			}
+		}
+		done = rs.row_last;
+		scan_release_row(&rs);
+		simple_table_tuple_delete(rel, &rs.slot->tts_tid, snap);
+		rows++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(rs.slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+
+	if (done <= (uint64) st->snapshot_index)
+		return 0;
+	st_new->snapshot_index = (int64) done;
+	st_new->snapshot_term = (int64) done_term;
+	if (cfg_data != NULL)
+	{
+		raft_config c;
+
+		if (raft_decode_config((const uint8_t *) cfg_data, cfg_len, &c) != RAFT_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("raftpg log has a configuration entry that does not decode")));
+		st_new->snapshot_config = c;
+	}
+	StorageWriteState(st_new, NULL, 0);
+	return done;
+}
+
+/*
+ * A snapshot at index/term with configuration c was installed in the
+ * tables (snapshot.c): the log now starts after it.  If the log holds
+ * entry index with that term, the rows wholly at or before it go and the
+ * rest stays; otherwise the whole log goes and ends at the snapshot.  The
+ * state row moves with it, its commit index to index at least, in the
+ * caller's transaction; *st_new gets it as written.
+ */
+void
+StorageInstallSnapshot(const RaftpgStateRow *st, uint64 index, uint64 term,
+					   const raft_config *c, RaftpgStateRow *st_new)
+{
+	Relation	rel = table_open(log_relid, RowExclusiveLock);
+	Relation	idx = index_open(log_index_relid, RowExclusiveLock);
+	Snapshot	snap = GetActiveSnapshot();
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData key;
+	IndexScanDesc scan;
+	bool		keep_suffix = false;
+
+	*st_new = *st;
+	if ((uint64) st->last_log_index >= index &&
+		(uint64) st->snapshot_index < index)
+	{
+		StorageLogScan ls;
+		raft_entry	e;
+
+		StorageLogScanBegin(&ls, index, 0, snap);
+		keep_suffix = StorageLogScanNext(&ls, &e) && e.index == index &&
+			e.term == term;
+		StorageLogScanEnd(&ls);
+	}
+
+	/* the rows wholly at or before index, or all of them */
+	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(0));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		uint64		last = (uint64) DatumGetInt64(slot_getattr(slot, LOG_COL_LAST + 1, &isnull));
+
+		if (keep_suffix && last > index)
+			break;
+		simple_table_tuple_delete(rel, &slot->tts_tid, snap);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+
+	st_new->snapshot_index = (int64) index;
+	st_new->snapshot_term = (int64) term;
+	st_new->snapshot_config = *c;
+	if (!keep_suffix)
+	{
+		st_new->last_log_index = (int64) index;
+		st_new->last_log_term = (int64) term;
+	}
+	if (st_new->hs.commit < index)
+		st_new->hs.commit = index;
+	StorageWriteState(st_new, keep_suffix ? NULL : c, (int64) index);
+}
+
 /* insert one entry (create_cluster's bootstrap entry) */
 void
 StorageAppendEntry(const raft_entry *e)

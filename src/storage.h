@@ -79,6 +79,11 @@ extern void StoragePersist(const raft_ready *rd, const RaftpgStateRow *st_old,
 						   const raft_status *after, const raft_config *config,
 						   RaftpgStateRow *st_new);
 extern void StorageAppendEntry(const raft_entry *e);
+extern uint64 StorageCompact(const RaftpgStateRow *st, uint64 upto, int max_rows,
+							 RaftpgStateRow *st_new);
+extern void StorageInstallSnapshot(const RaftpgStateRow *st, uint64 index,
+								   uint64 term, const raft_config *c,
+								   RaftpgStateRow *st_new);
 extern void StorageMaybeFail(RaftpgFaultPoint point);
 
 #endif							/* RAFTPG_STORAGE_H */

@@ -644,8 +644,8 @@ tabledef_errdetail_difference(List *here, List *given, int pos)
 }
 
 /* the statements of a text[], neither empty nor with nulls */
-static List *
-tabledef_array_to_list(ArrayType *array)
+List *
+RaftpgDefinitionFromArray(ArrayType *array)
 {
 	Datum	   *elems;
 	bool	   *nulls;
@@ -839,7 +839,7 @@ Datum
 raftpg_check_table_definition(PG_FUNCTION_ARGS)
 {
 	char	   *qualified_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	List	   *given = tabledef_array_to_list(PG_GETARG_ARRAYTYPE_P(1));
+	List	   *given = RaftpgDefinitionFromArray(PG_GETARG_ARRAYTYPE_P(1));
 	List	   *here;
 	RangeVar   *rv;
 	Oid			relid;

@@ -11,6 +11,8 @@
 #ifndef RAFTPG_TABLEDEF_H
 #define RAFTPG_TABLEDEF_H
 
+#include "utils/array.h"
+
 #include "nodes/pg_list.h"
 
 /*
@@ -25,5 +27,6 @@ extern void RaftpgCheckReplicable(Oid relid, bool allow_replicated);
 
 /* The qualified, quoted name "schema.table" of relid. */
 extern char *RaftpgQualifiedName(Oid relid);
+extern List *RaftpgDefinitionFromArray(ArrayType *array);
 
 #endif							/* RAFTPG_TABLEDEF_H */

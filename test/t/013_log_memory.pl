@@ -32,20 +32,6 @@ $leader->safe_psql('postgres',
 	"INSERT INTO kv SELECT g, 'first ' || g FROM generate_series(1, 10) g");
 RaftpgTest::check_same($leader, 'kv', 'k', 'before the stop', @nodes);
 
-# Poll $node's raftpg.stats until $cond holds; false after 60 s.
-sub stats_until
-{
-	my ($node, $cond) = @_;
-	my $deadline = time() + 60;
-	while (time() < $deadline)
-	{
-		return 1
-		  if $node->safe_psql('postgres', "SELECT $cond FROM raftpg.stats") eq 't';
-		usleep(50_000);
-	}
-	return 0;
-}
-
 # ---- one follower stops; the others go on for many times $keep entries
 $behind->stop('fast');
 my $first_missed = $leader->safe_psql('postgres',
@@ -69,7 +55,8 @@ cmp_ok($last - $first_missed, '>', 10 * $keep,
 
 for my $n ($leader, $other)
 {
-	ok(stats_until($n, 'entries_in_memory <= ' . (2 * $keep + 8)),
+	ok(RaftpgTest::poll_true($n,
+		'SELECT entries_in_memory <= ' . (2 * $keep + 8) . ' FROM raftpg.stats'),
 		$n->name . ': the core holds at most about twice raftpg.log_memory_entries entries');
 	note $n->name . ': '
 	  . $n->safe_psql('postgres',
@@ -101,7 +88,8 @@ cmp_ok(
 is(RaftpgTest::log_digest($behind, $last), RaftpgTest::log_digest($leader, $last),
 	'... and its log is the leader\'s, entry for entry');
 RaftpgTest::check_same($leader, 'kv', 'k', 'after the catch-up', @nodes);
-ok(stats_until($behind, 'entries_in_memory <= ' . (2 * $keep + 8)),
+ok(RaftpgTest::poll_true($behind,
+		'SELECT entries_in_memory <= ' . (2 * $keep + 8) . ' FROM raftpg.stats'),
 	'the follower that caught up holds few entries in memory too');
 
 # The bytes the node worker's consensus core holds (its memory context),
@@ -136,7 +124,8 @@ for my $n ($leader, $other)
 $other->restart;
 RaftpgTest::wait_for_worker($other);
 RaftpgTest::wait_leader(@nodes);
-ok(stats_until($other, 'entries_in_memory <= ' . (2 * $keep + 8)),
+ok(RaftpgTest::poll_true($other,
+		'SELECT entries_in_memory <= ' . (2 * $keep + 8) . ' FROM raftpg.stats'),
 	'after a restart the core holds few entries again');
 my $bytes = core_memory($other);
 cmp_ok($bytes, '<', $payload / 4,

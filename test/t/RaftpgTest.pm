@@ -163,6 +163,20 @@ sub wait_applied
 	return;
 }
 
+# Poll $query on $node until it returns 't'; false after $timeout seconds
+# (default 60).
+sub poll_true
+{
+	my ($node, $query, $timeout) = @_;
+	my $deadline = time() + ($timeout // 60);
+	while (time() < $deadline)
+	{
+		return 1 if $node->safe_psql('postgres', $query) eq 't';
+		select(undef, undef, undef, 0.05);
+	}
+	return 0;
+}
+
 # A digest of the log table up to $upto.
 sub log_digest
 {

@@ -1,0 +1,176 @@
+# test/t/014_snapshots.pl
+#
+# Log compaction and snapshots.  Every node deletes from raftpg.log the
+# entries it applied more than raftpg.log_keep_entries ago.  A follower
+# that was stopped meanwhile, and a node added afterwards, can no longer
+# get those entries: each copies a snapshot of the replicated tables from
+# the leader instead -- while clients keep writing -- and converges: the
+# same rows, a table changed by DDL while it was away, one no longer
+# replicated (kept as a local table), a new node's tables created, sequences
+# fenced
+# so that it can lead and hand out new values.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+use RaftpgTest;
+
+my $keep = 50;
+my @nodes = RaftpgTest::start_nodes(4,
+	extra_conf => "raftpg.log_keep_entries = $keep\n");
+my $n4 = pop @nodes;
+my $leader = RaftpgTest::form_cluster(@nodes);
+RaftpgTest::wait_leader(@nodes);
+my ($behind, $other) = grep { $_ != $leader } @nodes;
+
+$leader->safe_psql('postgres', q{
+	CREATE TABLE kv (k int PRIMARY KEY, v text NOT NULL);
+	CREATE TABLE items (id serial PRIMARY KEY, label text);
+	CREATE TABLE gone (id int PRIMARY KEY);
+	CREATE TABLE w (id bigint PRIMARY KEY, client int);
+	CREATE TABLE late (id int PRIMARY KEY, note text);
+});
+for my $t (qw(kv items gone w late))
+{
+	$leader->safe_psql('postgres', "SELECT raftpg.replicate_table('$t')");
+}
+$leader->safe_psql('postgres', q{
+	INSERT INTO kv SELECT g, 'first ' || g FROM generate_series(1, 100) g;
+	INSERT INTO items (label) SELECT 'item ' || g FROM generate_series(1, 10) g;
+	INSERT INTO gone VALUES (1), (2), (3);
+});
+RaftpgTest::check_same($leader, 'kv', 'k', 'before the stop', @nodes);
+
+# ---- one follower stops; the cluster goes on, changes its tables and
+# compacts its logs far past what the follower has (replicate_table()
+# needs every member, so the table set changes by a removal only)
+$behind->stop('fast');
+my $first_missed = $leader->safe_psql('postgres',
+	'SELECT last_log_index + 1 FROM raftpg.status()');
+for my $round (1 .. 30)
+{
+	$leader->safe_psql('postgres', qq{
+		UPDATE kv SET v = 'round $round of ' || k WHERE k % 3 = $round % 3;
+		INSERT INTO kv VALUES (1000 + $round, 'row $round');
+		INSERT INTO items (label) VALUES ('round $round');
+	});
+}
+$leader->safe_psql('postgres', q{
+	ALTER TABLE kv ADD COLUMN extra int NOT NULL DEFAULT 7;
+	UPDATE kv SET extra = k % 5;
+	INSERT INTO late VALUES (1, 'written while a follower was away');
+});
+$leader->safe_psql('postgres', "SELECT raftpg.unreplicate_table('gone')");
+$leader->safe_psql('postgres',
+	"SELECT raftpg.propose(convert_to('filler ' || g, 'UTF8')) FROM generate_series(1, 300) g");
+my $last = $leader->safe_psql('postgres', 'SELECT last_log_index FROM raftpg.status()');
+cmp_ok($last - $first_missed, '>', 4 * $keep,
+	"the stopped follower misses many times raftpg.log_keep_entries entries ($first_missed..$last)");
+
+for my $n ($leader, $other)
+{
+	ok( RaftpgTest::poll_true($n,
+			"SELECT snapshot_index >= $first_missed FROM raftpg.state"),
+		$n->name . ': the log was compacted past what the stopped follower has');
+	is( $n->safe_psql('postgres',
+			"SELECT count(*) FROM raftpg.log_entries WHERE index = $first_missed"),
+		'0', $n->name . ': raftpg.log no longer holds the first entry it missed');
+	ok(RaftpgTest::poll_true($n, 'SELECT entries_compacted > 0 FROM raftpg.stats'),
+		$n->name . ': raftpg.stats counts the compacted entries');
+}
+
+# ---- it comes back, while clients write, and installs a snapshot
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my @writers = RaftpgTest::start_writers(3, $dir, 'w', $leader, $other, $behind);
+RaftpgTest::poll_true($leader, 'SELECT count(*) >= 30 FROM w')
+  or die 'the writers did not get going';
+
+# Hold the leader's apply worker back (it locks raftpg.apply_state first)
+# while the clients commit: the leader's tables then hold transactions
+# beyond its applied index -- they commit their changes themselves -- and
+# the snapshot copies them along, which the follower must not apply again.
+my $hold = $leader->background_psql('postgres', on_error_stop => 0);
+$hold->query_until(qr/held/, q{BEGIN;
+LOCK TABLE raftpg.apply_state IN EXCLUSIVE MODE;
+\echo held
+});
+ok(RaftpgTest::poll_true($leader, 'SELECT count(*) >= 10 FROM raftpg.origin_commits'),
+	"the leader's tables are ahead of its apply");
+my $log_offset = -s $behind->logfile;
+$behind->start;
+ok( RaftpgTest::poll_true($behind, 'SELECT snapshots_installed >= 1 FROM raftpg.stats'),
+	'the follower that was away installed a snapshot');
+my $installed = slurp_file($behind->logfile, $log_offset);
+ok( $installed =~ /installed a snapshot at log index \d+ copied from node "node1": \d+ tables, \d+ rows, (\d+) transactions of that node beyond the index/
+	  && $1 > 0,
+	'... with transactions the leader had committed beyond its applied index ('
+	  . ($1 // 'none') . ')');
+$hold->query_until(qr/released/, q{COMMIT;
+\echo released
+});
+$hold->quit;
+RaftpgTest::poll_true($leader, 'SELECT count(*) >= 300 FROM w')
+  or die 'the writers stopped';
+my $outcome = RaftpgTest::stop_writers($dir, @writers);
+my @acked = grep { $outcome->{$_} eq 'ok' } keys %$outcome;
+cmp_ok(scalar @acked, '>', 0, scalar(@acked) . ' writes acknowledged during the install');
+
+for my $t ([ 'kv', 'k' ], [ 'items', 'id' ], [ 'late', 'id' ], [ 'w', 'id' ])
+{
+	RaftpgTest::check_same($leader, $t->[0], $t->[1], 'after the snapshot',
+		@nodes);
+}
+is( $behind->safe_psql('postgres',
+		"SELECT count(*) FROM w WHERE id IN (" . join(',', @acked) . ")"),
+	scalar @acked, 'every acknowledged write is on the follower');
+is( $behind->safe_psql('postgres',
+		"SELECT string_agg(relid::text, ',' ORDER BY relid::text) FROM raftpg.replicated_tables"),
+	'items,kv,late,w', 'it replicates the tables the leader replicates');
+is( $behind->safe_psql('postgres', 'SELECT count(*) FROM gone'),
+	'3', 'the table no longer replicated stays, as a local table with its rows');
+my $snap = $behind->safe_psql('postgres', 'SELECT snapshot_index FROM raftpg.state');
+cmp_ok($snap, '>=', $first_missed, "its log starts after the snapshot ($snap)");
+is( $behind->safe_psql('postgres',
+		"SELECT count(*) FROM raftpg.log_entries WHERE index <= $snap"),
+	'0', '... and holds no entry up to it');
+
+# ---- a node added now joins through a snapshot too
+$leader->safe_psql('postgres',
+	"SELECT raftpg.add_node('" . $n4->name . "', '" . RaftpgTest::conninfo($n4) . "')");
+push @nodes, $n4;
+ok(RaftpgTest::poll_true($n4, 'SELECT snapshots_installed >= 1 FROM raftpg.stats'),
+	'a node added after the compaction installed a snapshot');
+for my $t ([ 'kv', 'k' ], [ 'items', 'id' ], [ 'late', 'id' ], [ 'w', 'id' ])
+{
+	RaftpgTest::check_same($leader, $t->[0], $t->[1], 'the new node', $n4);
+}
+is($n4->safe_psql('postgres', "SELECT to_regclass('gone') IS NULL"),
+	't', 'the new node does not get the table no longer replicated');
+
+# ---- the node that installed a snapshot leads: its sequences go on
+# after every value handed out before
+my $max_id = $leader->safe_psql('postgres', 'SELECT max(id) FROM items');
+$leader->safe_psql('postgres',
+	"SELECT raftpg.transfer_leadership('" . $behind->name . "')");
+my $new = RaftpgTest::wait_leader(@nodes);
+is($new->name, $behind->name, 'leadership moved to the node that installed a snapshot');
+my $id;
+my $deadline = time() + 60;
+while (time() < $deadline)
+{
+	my ($rc, $out) = $behind->psql('postgres',
+		"INSERT INTO items (label) VALUES ('new leader') RETURNING id");
+	if ($rc == 0) { $id = $out; last; }
+	usleep(100_000);
+}
+ok(defined $id && $id > $max_id,
+	'a new row gets a sequence value after every earlier one (' . ($id // 'none') . " > $max_id)");
+RaftpgTest::check_same($behind, 'items', 'id', 'after the new leader wrote', @nodes);
+
+RaftpgTest::stop_nodes(@nodes);
+done_testing();
