@@ -232,10 +232,10 @@ COMMENT ON TABLE raftpg.replicated IS 'raftpg: the replicated tables of this nod
 -- config is the configuration in force at applied_index (the last
 -- configuration entry applied), so that the tables and this row are a
 -- snapshot of the cluster's state as they stand.  import_node and
--- import_until: after a snapshot was copied from another node, the log
--- entries of that node up to import_until whose transactions that node
--- had committed itself when the copy was taken are in the tables already;
--- their raftpg.origin_commits rows came with the copy.
+-- import_until: after a snapshot was copied from node import_node, log
+-- entries up to import_until whose transactions their own node had
+-- committed into the tables copied are in the tables already; their
+-- raftpg.origin_commits rows came with the copy.
 CREATE TABLE raftpg.apply_state (
 	applied_index bigint NOT NULL,
 	applied_term bigint NOT NULL,

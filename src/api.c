@@ -713,13 +713,19 @@ RaftpgRemoteConnect(const char *name, const char *conninfo, TimestampTz deadline
 void
 RaftpgRemoteWait(PGconn *conn, const char *name, TimestampTz deadline)
 {
+	int			rc;
+
 	if (RaftpgRemainingMs(deadline) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("node \"%s\" did not answer in time", name)));
-	(void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | WL_SOCKET_READABLE,
-							 PQsocket(conn), RaftpgRemainingMs(deadline), PG_WAIT_EXTENSION);
+	rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | WL_SOCKET_READABLE,
+						   PQsocket(conn), RaftpgRemainingMs(deadline), PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
+	if ((rc & (WL_TIMEOUT | WL_SOCKET_READABLE | WL_LATCH_SET)) == WL_TIMEOUT)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("node \"%s\" did not answer in time", name)));
 	CHECK_FOR_INTERRUPTS();
 	if (PQconsumeInput(conn) != 1)
 		ereport(ERROR,
@@ -741,7 +747,7 @@ RaftpgRemoteExec(PGconn *conn, const char *name, const char *sql, int nparams,
 				 TimestampTz deadline)
 {
 	PGresult   *res;
-	PGresult   *last = NULL;
+	PGresult   *volatile last = NULL;
 	ExecStatusType status;
 	int			ok;
 
@@ -753,20 +759,30 @@ RaftpgRemoteExec(PGconn *conn, const char *name, const char *sql, int nparams,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not send a request to node \"%s\"", name),
 				 errdetail("%s", pchomp(PQerrorMessage(conn)))));
-	for (;;)
+	PG_TRY();
 	{
-		while (PQisBusy(conn))
-			RaftpgRemoteWait(conn, name, deadline);
-		res = PQgetResult(conn);
-		if (res == NULL)
-			break;
+		for (;;)
+		{
+			while (PQisBusy(conn))
+				RaftpgRemoteWait(conn, name, deadline);
+			res = PQgetResult(conn);
+			if (res == NULL)
+				break;
+			if (last)
+				PQclear(last);
+			last = res;
+			/* COPY OUT: the data follows, the result after it */
+			if (PQresultStatus(res) == PGRES_COPY_OUT)
+				break;
+		}
+	}
+	PG_CATCH();
+	{
 		if (last)
 			PQclear(last);
-		last = res;
-		/* COPY OUT: the data follows, the result after it */
-		if (PQresultStatus(res) == PGRES_COPY_OUT)
-			break;
+		PG_RE_THROW();
 	}
+	PG_END_TRY();
 	status = last ? PQresultStatus(last) : PGRES_FATAL_ERROR;
 	if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK &&
 		status != PGRES_COPY_OUT)

@@ -144,6 +144,9 @@ static uint64 import_until = 0;
 static bytea *batch_config = NULL;
 static uint64 batch_config_index = 0;
 
+/* snapshot installs that failed in a row (apply_install_snapshot) */
+static int	snapshot_failures = 0;
+
 /*
  * The first index of the log row that holds entry applied_index, where the
  * next batch's scan starts (StorageLogScanBegin); 0 when not known.
@@ -467,8 +470,11 @@ apply_install_snapshot(void)
 		/* the order of apply_batch() */
 		LockRelationOid(state_relid, RowExclusiveLock);
 		tidcache_reset();
-		SnapshotCopy(name, conninfo, min_index, &res);
-		batch_config = res.config;
+		/* never older than what the tables hold now */
+		SnapshotCopy(name, conninfo, Max(min_index, applied_index), &res);
+		/* in memory that outlives the transaction, until it is taken over */
+		batch_config = MemoryContextAlloc(apply_cxt, VARSIZE_ANY(res.config));
+		memcpy(batch_config, res.config, VARSIZE_ANY(res.config));
 		batch_config_index = res.index;
 		import_node = res.import_node;
 		import_until = res.import_until;
@@ -499,6 +505,7 @@ apply_install_snapshot(void)
 
 	if (ok)
 	{
+		snapshot_failures = 0;
 		set_applied_config(batch_config, batch_config_index);
 		batch_config = NULL;
 		applied_index = res.index;
@@ -511,9 +518,27 @@ apply_install_snapshot(void)
 	}
 	else
 	{
+		long		delay = Min(1000L << Min(snapshot_failures, 5), 30000L);
+		TimestampTz until;
+
 		/* what the failed transaction may have left: read it again */
 		batch_config = NULL;
 		state_relid = InvalidOid;
+
+		/*
+		 * The leader offers the snapshot again at once: wait before saying
+		 * no, longer after every failure, rather than copy it over and
+		 * over while what failed (a lock held here, a foreign key) lasts.
+		 */
+		until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+		snapshot_failures++;
+		while (RaftpgRemainingMs(until) > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 RaftpgRemainingMs(until), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	RaftpgShmem->snap_done_seq = seq;
@@ -1511,11 +1536,11 @@ apply_txn(uint64 index)
 	bool		origin_here = txn.first.origin_node == RaftpgShmem->status.node_id;
 
 	/*
-	 * Entries of the node a snapshot was copied from, which that node's
-	 * own transaction may have committed into the copy already.
+	 * Up to import_until, an entry of another node may have been committed
+	 * by that node's own transaction into the snapshot copied last, or into
+	 * the one its source had copied (and so on): its origin row came along.
 	 */
-	bool		imported = !origin_here && import_node != 0 &&
-		txn.first.origin_node == import_node && index <= import_until;
+	bool		imported = !origin_here && index <= import_until;
 
 	if ((origin_here || imported) &&
 		origin_committed(txn.first.origin_incarnation, txn.first.origin_fxid))

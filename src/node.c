@@ -475,6 +475,7 @@ node_compact_log(void)
 	volatile bool ok = true;
 	int			rc;
 
+	st_new = state;
 	if (snap_waiting_seq != 0 || GetCurrentTimestamp() < next_compact_check)
 		return;
 	next_compact_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -522,6 +523,8 @@ node_compact_log(void)
 	PG_CATCH();
 	{
 		abort_and_log(oldcxt, "could not compact the log");
+		if (st_new.snapshot_config.servers != state.snapshot_config.servers)
+			raft_config_free(&st_new.snapshot_config);
 		ok = false;
 	}
 	PG_END_TRY();
@@ -587,6 +590,7 @@ static void
 read_installed(uint64 *index, uint64 *term, raft_config *c)
 {
 	bool		isnull;
+	Datum		d;
 	bytea	   *b;
 	int			rc;
 
@@ -600,12 +604,12 @@ read_installed(uint64 *index, uint64 *term, raft_config *c)
 												  SPI_tuptable->tupdesc, 1, &isnull));
 	*term = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 												 SPI_tuptable->tupdesc, 2, &isnull));
-	b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 3, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("the installed snapshot has no configuration")));
+	b = DatumGetByteaPP(d);
 	rc = raft_decode_config((const uint8_t *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), c);
 	SPI_finish();
 	if (rc != RAFT_OK)

@@ -558,67 +558,16 @@ ReplicateApplyUnreplicate(RaftpgReader *r)
  */
 
 /*
- * Make nspname.relname here the replicated table the snapshot's source
- * has, defined by ddl and added at added_index: created if missing,
- * re-created if defined otherwise here (its rows are replaced anyway), and
- * put under Raft if it is not.  Its rows are the caller's business.
+ * Put relid under Raft as added at added_index, or only note that index if
+ * it is already.
  */
-Oid
-ReplicateSnapshotTable(const char *nspname, const char *relname, List *ddl,
-					   uint64 added_index)
+void
+ReplicateSnapshotInstall(Oid relid, uint64 added_index)
 {
-	RangeVar   *rv = makeRangeVar(pstrdup(nspname), pstrdup(relname), -1);
-	Oid			relid = RangeVarGetRelid(rv, AccessExclusiveLock, true);
-	ListCell   *lc;
-
-	if (OidIsValid(relid))
-	{
-		List	   *local = RaftpgTableDefinition(relid);
-		bool		same = list_length(local) == list_length(ddl);
-		ListCell   *a;
-		ListCell   *b;
-
-		if (same)
-			forboth(a, local, b, ddl)
-				if (strcmp(lfirst(a), lfirst(b)) != 0)
-					same = false;
-		if (same)
-		{
-			if (is_replicated(relid))
-				update_added_index(relid, added_index);
-			else
-				install(relid, added_index);
-			return relid;
-		}
-		ereport(LOG,
-				(errmsg("raftpg: table \"%s.%s\" is defined differently on the snapshot's source: re-creating it",
-						nspname, relname)));
-		if (is_replicated(relid))
-		{
-			uninstall(relid);
-			SequencesUnreplicate(relid);
-		}
-		SPI_connect();
-		DdlBeginInternal();
-		spi_exec(psprintf("DROP TABLE %s", quote_qualified_identifier(nspname, relname)),
-				 SPI_OK_UTILITY);
-		DdlEndInternal();
-		SPI_finish();
-		CommandCounterIncrement();
-	}
-	SPI_connect();
-	DdlBeginInternal();
-	if (!OidIsValid(get_namespace_oid(nspname, true)))
-		spi_exec(psprintf("CREATE SCHEMA %s", quote_identifier(nspname)),
-				 SPI_OK_UTILITY);
-	foreach(lc, ddl)
-		spi_exec(lfirst(lc), SPI_OK_UTILITY);
-	DdlEndInternal();
-	SPI_finish();
-	CommandCounterIncrement();
-	relid = RangeVarGetRelid(rv, AccessExclusiveLock, false);
-	install(relid, added_index);
-	return relid;
+	if (is_replicated(relid))
+		update_added_index(relid, added_index);
+	else
+		install(relid, added_index);
 }
 
 /* a table replicated here that the snapshot's source does not replicate */
@@ -630,4 +579,15 @@ ReplicateSnapshotDrop(Oid relid)
 					RaftpgQualifiedName(relid))));
 	uninstall(relid);
 	SequencesUnreplicate(relid);
+}
+
+/* a replicated table to be dropped and created again: out of Raft first */
+void
+ReplicateSnapshotUninstall(Oid relid)
+{
+	if (is_replicated(relid))
+	{
+		uninstall(relid);
+		SequencesUnreplicate(relid);
+	}
 }

@@ -15,8 +15,8 @@
 extern void ReplicateApplyAddTable(RaftpgReader *r, uint64 index,
 								   bool origin_here);
 extern void ReplicateApplyUnreplicate(RaftpgReader *r);
-extern Oid	ReplicateSnapshotTable(const char *nspname, const char *relname,
-								   List *ddl, uint64 added_index);
+extern void ReplicateSnapshotInstall(Oid relid, uint64 added_index);
 extern void ReplicateSnapshotDrop(Oid relid);
+extern void ReplicateSnapshotUninstall(Oid relid);
 
 #endif							/* RAFTPG_REPLICATE_H */

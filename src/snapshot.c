@@ -76,6 +76,7 @@
 #include "utils/rel.h"
 
 #include "raftpg.h"
+#include "ddl.h"
 #include "replicate.h"
 #include "sequences.h"
 #include "snapshot.h"
@@ -95,6 +96,8 @@ typedef struct SnapTable
 	uint64		added_index;
 	List	   *ddl;
 	Oid			relid;			/* here */
+	bool		create;			/* missing here, or to be re-created */
+	bool		recreate;		/* defined otherwise here */
 } SnapTable;
 
 /* the COPY being read, for snapshot_copy_read() */
@@ -104,6 +107,53 @@ static char *copy_buf = NULL;
 static int	copy_len = 0;
 static int	copy_pos = 0;
 static bool copy_done = false;
+
+/*
+ * The source's results not cleared yet: libpq's memory is not the
+ * transaction's, so an error must not leave them behind (results_clear()).
+ */
+#define SNAPSHOT_MAX_RESULTS	8
+static PGresult *results[SNAPSHOT_MAX_RESULTS];
+
+static PGresult *
+result_keep(PGresult *res)
+{
+	int			i;
+
+	for (i = 0; i < SNAPSHOT_MAX_RESULTS; i++)
+		if (results[i] == NULL)
+		{
+			results[i] = res;
+			return res;
+		}
+	PQclear(res);
+	elog(ERROR, "raftpg: too many results of the snapshot's source at once");
+	return NULL;				/* keep the compiler quiet */
+}
+
+static void
+result_free(PGresult *res)
+{
+	int			i;
+
+	for (i = 0; i < SNAPSHOT_MAX_RESULTS; i++)
+		if (results[i] == res)
+			results[i] = NULL;
+	PQclear(res);
+}
+
+static void
+results_clear(void)
+{
+	int			i;
+
+	for (i = 0; i < SNAPSHOT_MAX_RESULTS; i++)
+	{
+		if (results[i] != NULL)
+			PQclear(results[i]);
+		results[i] = NULL;
+	}
+}
 
 static TimestampTz
 answer_deadline(void)
@@ -115,14 +165,15 @@ static PGresult *
 source_exec(PGconn *conn, const char *name, const char *sql, int nparams,
 			const char *const *values)
 {
-	return RaftpgRemoteExec(conn, name, sql, nparams, values,
-							"could not serve a snapshot", answer_deadline());
+	return result_keep(RaftpgRemoteExec(conn, name, sql, nparams, values,
+										"could not serve a snapshot",
+										answer_deadline()));
 }
 
 static void
 source_command(PGconn *conn, const char *name, const char *sql)
 {
-	PQclear(source_exec(conn, name, sql, 0, NULL));
+	result_free(source_exec(conn, name, sql, 0, NULL));
 }
 
 /* COPY FROM's data source: the CopyData messages of copy_conn */
@@ -197,7 +248,7 @@ copy_table(PGconn *conn, const char *name, SnapTable *t)
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("node \"%s\" did not start copying table %s", name,
 						t->qualified)));
-	PQclear(res);
+	result_free(res);
 
 	rel = table_open(t->relid, RowExclusiveLock);
 	pstate = make_parsestate(NULL);
@@ -313,19 +364,19 @@ begin_source_snapshot(PGconn *conn, const char *name, PGresult **state)
 		}
 		/* the first query that takes the transaction's snapshot */
 		*state = source_exec(conn, name,
-							 "SELECT a.applied_index, a.applied_term, a.config, "
-							 "       s.node_id, s.commit_index "
+							 "SELECT a.applied_index, a.applied_term, a.config, s.node_id, "
+							 "       greatest(s.commit_index, a.import_until) "
 							 "FROM raftpg.apply_state a, raftpg.snapshot_source() s",
 							 0, NULL);
 		defs = source_exec(conn, name, definitions_query, 0, NULL);
 		same = PQntuples(defs) == PQntuples(before);
 		for (i = 0; same && i < PQntuples(defs); i++)
 			same = strcmp(PQgetvalue(defs, i, 0), PQgetvalue(before, i, 0)) == 0;
-		PQclear(before);
+		result_free(before);
 		if (same)
 			return defs;
-		PQclear(defs);
-		PQclear(*state);
+		result_free(defs);
+		result_free(*state);
 		*state = NULL;
 		source_command(conn, name, "ROLLBACK");
 		if (attempt == SNAPSHOT_ATTEMPTS)
@@ -394,6 +445,224 @@ replace_origin_rows(PGresult *origins)
 }
 
 /*
+ * Is stmt, of the definition of the table named qualified, the one that
+ * adds a foreign key (named conname, if not NULL)?  The definition's
+ * statements are tabledef.c's: "ALTER TABLE <table> ADD CONSTRAINT <name>
+ * FOREIGN KEY ...".
+ */
+static bool
+is_foreign_key(const char *stmt, const char *qualified, const char *conname)
+{
+	const char *p;
+	char	   *prefix = psprintf("ALTER TABLE %s ADD CONSTRAINT ", qualified);
+	size_t		len = strlen(prefix);
+
+	if (strncmp(stmt, prefix, len) != 0)
+		return false;
+	p = stmt + len;
+	if (conname != NULL)
+	{
+		const char *q = quote_identifier(conname);
+
+		if (strncmp(p, q, strlen(q)) != 0)
+			return false;
+		p += strlen(q);
+	}
+	else if (*p == '"')
+	{
+		for (p++; *p != '\0'; p++)
+			if (*p == '"' && *++p != '"')
+				break;
+	}
+	else
+		while (*p != '\0' && *p != ' ')
+			p++;
+	return strncmp(p, " FOREIGN KEY", 12) == 0;
+}
+
+/* the same statements in the same order? */
+static bool
+same_statements(List *a, List *b)
+{
+	ListCell   *x;
+	ListCell   *y;
+
+	if (list_length(a) != list_length(b))
+		return false;
+	forboth(x, a, y, b)
+		if (strcmp(lfirst(x), lfirst(y)) != 0)
+			return false;
+	return true;
+}
+
+static void
+spi_run(const char *sql)
+{
+	if (SPI_execute(sql, false, 0) < 0)
+		elog(ERROR, "raftpg: \"%s\" failed", sql);
+}
+
+/*
+ * Before t, defined otherwise here, is dropped: drop the foreign keys of
+ * the other replicated tables of the snapshot that reference it, and note
+ * them in *readd as (table, constraint name) to add again from their
+ * definitions.  A foreign key of any other table makes it an error: the
+ * table cannot be re-created without losing it.
+ */
+static void
+drop_references(SnapTable *t, List *tables, List **readd)
+{
+	char	   *sql = psprintf("SELECT conrelid, conname FROM pg_catalog.pg_constraint "
+							   "WHERE contype = 'f' AND confrelid = %u AND conrelid <> %u",
+							   t->relid, t->relid);
+	MemoryContext outer = CurrentMemoryContext;
+	uint64		i;
+
+	SPI_connect();
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "raftpg: could not read pg_constraint");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			from = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *conname = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char	   *qualified = RaftpgQualifiedName(from);
+		SnapTable  *ref = NULL;
+		ListCell   *lc;
+		MemoryContext spi;
+
+		foreach(lc, tables)
+			if (strcmp(((SnapTable *) lfirst(lc))->qualified, qualified) == 0)
+				ref = lfirst(lc);
+		if (ref == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("table %s must be re-created from the snapshot, but foreign key \"%s\" of table %s references it",
+							t->qualified, conname, qualified),
+					 errhint("Drop that foreign key; the snapshot is asked for again.")));
+		spi = MemoryContextSwitchTo(outer);
+		*readd = lappend(*readd, list_make2(ref, pstrdup(conname)));
+		MemoryContextSwitchTo(spi);
+		spi_run(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", qualified,
+						 quote_identifier(conname)));
+	}
+	SPI_finish();
+}
+
+/*
+ * Make the source's replicated tables exist here as it defines them:
+ * create the missing ones and re-create those defined otherwise, without
+ * their foreign keys (they may reference each other, in any order), and
+ * put them all under Raft.  Their rows are not touched.  Returns the
+ * foreign keys of tables kept that were dropped, for add_foreign_keys().
+ */
+static List *
+prepare_tables(List *tables)
+{
+	List	   *readd = NIL;
+	ListCell   *lc;
+	ListCell   *s;
+
+	foreach(lc, tables)
+	{
+		SnapTable  *t = lfirst(lc);
+
+		t->relid = RangeVarGetRelid(makeRangeVar(t->nspname, t->relname, -1),
+									AccessExclusiveLock, true);
+		t->create = !OidIsValid(t->relid);
+		if (!t->create && !same_statements(RaftpgTableDefinition(t->relid), t->ddl))
+			t->create = t->recreate = true;
+	}
+
+	DdlBeginInternal();
+	foreach(lc, tables)
+	{
+		SnapTable  *t = lfirst(lc);
+
+		if (!t->recreate)
+			continue;
+		ereport(LOG,
+				(errmsg("raftpg: table %s is defined differently on the snapshot's source: re-creating it",
+						t->qualified)));
+		drop_references(t, tables, &readd);
+		ReplicateSnapshotUninstall(t->relid);
+		SPI_connect();
+		spi_run(psprintf("DROP TABLE %s", t->qualified));
+		SPI_finish();
+		CommandCounterIncrement();
+	}
+
+	SPI_connect();
+	foreach(lc, tables)
+	{
+		SnapTable  *t = lfirst(lc);
+
+		if (!t->create)
+			continue;
+		if (!OidIsValid(get_namespace_oid(t->nspname, true)))
+			spi_run(psprintf("CREATE SCHEMA %s", quote_identifier(t->nspname)));
+		foreach(s, t->ddl)
+			if (!is_foreign_key(lfirst(s), t->qualified, NULL))
+				spi_run(lfirst(s));
+	}
+	SPI_finish();
+	DdlEndInternal();
+	CommandCounterIncrement();
+
+	foreach(lc, tables)
+	{
+		SnapTable  *t = lfirst(lc);
+
+		if (t->create)
+			t->relid = RangeVarGetRelid(makeRangeVar(t->nspname, t->relname, -1),
+										AccessExclusiveLock, false);
+		ReplicateSnapshotInstall(t->relid, t->added_index);
+	}
+	CommandCounterIncrement();
+	return readd;
+}
+
+/*
+ * The foreign keys prepare_tables() left out: those of the tables it
+ * created, and those of tables kept that it dropped with what they
+ * referenced.  After the truncation, so that checking them costs nothing.
+ */
+static void
+add_foreign_keys(List *tables, List *readd)
+{
+	ListCell   *lc;
+	ListCell   *s;
+
+	DdlBeginInternal();
+	SPI_connect();
+	foreach(lc, tables)
+	{
+		SnapTable  *t = lfirst(lc);
+
+		if (!t->create)
+			continue;
+		foreach(s, t->ddl)
+			if (is_foreign_key(lfirst(s), t->qualified, NULL))
+				spi_run(lfirst(s));
+	}
+	foreach(lc, readd)
+	{
+		SnapTable  *t = linitial(lfirst(lc));
+		char	   *conname = lsecond(lfirst(lc));
+
+		if (t->create)
+			continue;
+		foreach(s, t->ddl)
+			if (is_foreign_key(lfirst(s), t->qualified, conname))
+				spi_run(lfirst(s));
+	}
+	SPI_finish();
+	DdlEndInternal();
+	CommandCounterIncrement();
+}
+
+/*
  * Copy a snapshot from node name at conninfo that reaches index min_index
  * at least into this node's tables, in the current transaction, as the
  * file's header says; *res describes it.  Everything but raftpg.apply_state,
@@ -417,6 +686,7 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 		const char *values[2];
 		char		idx[32];
 		List	   *tables = NIL;
+		List	   *readd;
 		ListCell   *lc;
 		int			i;
 		SPITupleTable *tt;
@@ -439,7 +709,7 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 					 errmsg("node \"%s\" has not applied log entry " UINT64_FORMAT " yet",
 							name, min_index),
 					 errhint("The snapshot is asked for again.")));
-		PQclear(pr);
+		result_free(pr);
 
 		defs = begin_source_snapshot(conn, name, &state);
 		if (PQntuples(state) != 1)
@@ -453,7 +723,7 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 															  CStringGetDatum(PQgetvalue(state, 0, 2))));
 		res->import_node = result_u64(state, 0, 3);
 		res->import_until = result_u64(state, 0, 4);
-		PQclear(state);
+		result_free(state);
 		if (res->index < min_index || res->config == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -474,7 +744,7 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 			t->ddl = RaftpgDefinitionFromArray(DatumGetArrayTypeP(arr));
 			tables = lappend(tables, t);
 		}
-		PQclear(defs);
+		result_free(defs);
 		fences = source_exec(conn, name, fences_query, 0, NULL);
 		origins = source_exec(conn, name,
 							  "SELECT incarnation, fxid FROM raftpg.origin_commits",
@@ -508,15 +778,9 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 		foreach(lc, res->dropped)
 			ReplicateSnapshotDrop(lfirst_oid(lc));
 
-		foreach(lc, tables)
-		{
-			SnapTable  *t = lfirst(lc);
-
-			t->relid = ReplicateSnapshotTable(t->nspname, t->relname, t->ddl,
-											  t->added_index);
-		}
-		CommandCounterIncrement();
+		readd = prepare_tables(tables);
 		truncate_tables(tables);
+		add_foreign_keys(tables, readd);
 		foreach(lc, tables)
 		{
 			SnapTable  *t = lfirst(lc);
@@ -533,15 +797,16 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 			SequencesSnapshotFence(PQgetvalue(fences, i, 0),
 								   PQgetvalue(fences, i, 1),
 								   (int64) strtoi64(PQgetvalue(fences, i, 2), NULL, 10));
-		PQclear(fences);
+		result_free(fences);
 		replace_origin_rows(origins);
 		res->origin_rows = PQntuples(origins);
-		PQclear(origins);
+		result_free(origins);
 		source_command(conn, name, "ROLLBACK");
 	}
 	PG_CATCH();
 	{
 		copy_reset();
+		results_clear();
 		PQfinish(conn);
 		PG_RE_THROW();
 	}

@@ -34,8 +34,10 @@ $leader->safe_psql('postgres', q{
 	CREATE TABLE gone (id int PRIMARY KEY);
 	CREATE TABLE w (id bigint PRIMARY KEY, client int);
 	CREATE TABLE late (id int PRIMARY KEY, note text);
+	CREATE TABLE zparent (id int PRIMARY KEY);
+	CREATE TABLE achild (id int PRIMARY KEY, parent int NOT NULL);
 });
-for my $t (qw(kv items gone w late))
+for my $t (qw(kv items gone w late zparent achild))
 {
 	$leader->safe_psql('postgres', "SELECT raftpg.replicate_table('$t')");
 }
@@ -43,6 +45,9 @@ $leader->safe_psql('postgres', q{
 	INSERT INTO kv SELECT g, 'first ' || g FROM generate_series(1, 100) g;
 	INSERT INTO items (label) SELECT 'item ' || g FROM generate_series(1, 10) g;
 	INSERT INTO gone VALUES (1), (2), (3);
+	ALTER TABLE achild ADD FOREIGN KEY (parent) REFERENCES zparent;
+	INSERT INTO zparent SELECT generate_series(1, 5);
+	INSERT INTO achild SELECT g, g % 5 + 1 FROM generate_series(1, 20) g;
 });
 RaftpgTest::check_same($leader, 'kv', 'k', 'before the stop', @nodes);
 
@@ -64,6 +69,9 @@ $leader->safe_psql('postgres', q{
 	ALTER TABLE kv ADD COLUMN extra int NOT NULL DEFAULT 7;
 	UPDATE kv SET extra = k % 5;
 	INSERT INTO late VALUES (1, 'written while a follower was away');
+	ALTER TABLE zparent ADD COLUMN label text;
+	INSERT INTO zparent VALUES (6, 'six');
+	INSERT INTO achild VALUES (21, 6);
 });
 $leader->safe_psql('postgres', "SELECT raftpg.unreplicate_table('gone')");
 $leader->safe_psql('postgres',
@@ -120,7 +128,9 @@ my $outcome = RaftpgTest::stop_writers($dir, @writers);
 my @acked = grep { $outcome->{$_} eq 'ok' } keys %$outcome;
 cmp_ok(scalar @acked, '>', 0, scalar(@acked) . ' writes acknowledged during the install');
 
-for my $t ([ 'kv', 'k' ], [ 'items', 'id' ], [ 'late', 'id' ], [ 'w', 'id' ])
+my @tables = ([ 'kv', 'k' ], [ 'items', 'id' ], [ 'late', 'id' ], [ 'w', 'id' ],
+	[ 'zparent', 'id' ], [ 'achild', 'id' ]);
+for my $t (@tables)
 {
 	RaftpgTest::check_same($leader, $t->[0], $t->[1], 'after the snapshot',
 		@nodes);
@@ -130,7 +140,11 @@ is( $behind->safe_psql('postgres',
 	scalar @acked, 'every acknowledged write is on the follower');
 is( $behind->safe_psql('postgres',
 		"SELECT string_agg(relid::text, ',' ORDER BY relid::text) FROM raftpg.replicated_tables"),
-	'items,kv,late,w', 'it replicates the tables the leader replicates');
+	'achild,items,kv,late,w,zparent', 'it replicates the tables the leader replicates');
+my $defs = q{SELECT string_agg(d, E'\n') FROM unnest(raftpg.table_definition('zparent')
+	|| raftpg.table_definition('achild') || raftpg.table_definition('kv')) d};
+is($behind->safe_psql('postgres', $defs), $leader->safe_psql('postgres', $defs),
+	'the tables changed while it was away are defined as on the leader, foreign key included');
 is( $behind->safe_psql('postgres', 'SELECT count(*) FROM gone'),
 	'3', 'the table no longer replicated stays, as a local table with its rows');
 my $snap = $behind->safe_psql('postgres', 'SELECT snapshot_index FROM raftpg.state');
@@ -145,12 +159,14 @@ $leader->safe_psql('postgres',
 push @nodes, $n4;
 ok(RaftpgTest::poll_true($n4, 'SELECT snapshots_installed >= 1 FROM raftpg.stats'),
 	'a node added after the compaction installed a snapshot');
-for my $t ([ 'kv', 'k' ], [ 'items', 'id' ], [ 'late', 'id' ], [ 'w', 'id' ])
+for my $t (@tables)
 {
 	RaftpgTest::check_same($leader, $t->[0], $t->[1], 'the new node', $n4);
 }
 is($n4->safe_psql('postgres', "SELECT to_regclass('gone') IS NULL"),
 	't', 'the new node does not get the table no longer replicated');
+is($n4->safe_psql('postgres', $defs), $leader->safe_psql('postgres', $defs),
+	'... and its tables are defined as on the leader, foreign key included');
 
 # ---- the node that installed a snapshot leads: its sequences go on
 # after every value handed out before
