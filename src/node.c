@@ -148,6 +148,7 @@ static int	node_fetch(void *ctx, raft_index from, uint32_t max_n,
 					   size_t max_bytes, raft_entry **ents, size_t *n);
 static void node_compact_memory(void);
 static void node_compact_log(void);
+static bool compact_log(uint64 keep, uint64 step);
 static void node_snapshot_request(const raft_ready *rd);
 static void node_snapshot_finish(void);
 static bool read_rounds_expire(void);
@@ -458,35 +459,55 @@ node_compact_memory(void)
  * Delete the entries this node applied long ago from raftpg.log: all but
  * the last raftpg.log_keep_entries before the applied index, once that
  * many more than that have gathered.  On the leader, also keep what a
- * member it is in contact with still needs, up to ten times as many.  A
- * transaction that deletes at most RAFTPG_COMPACT_MAX_ROWS rows, then the
- * core hears of it: a peer that needs a deleted entry gets a snapshot.
+ * member it is in contact with still needs, up to ten times as many.
  */
 static void
 node_compact_log(void)
 {
+	uint64		keep = (uint64) raftpg_log_keep_entries;
+
+	if (snap_waiting_seq != 0 || GetCurrentTimestamp() < next_compact_check)
+		return;
+	next_compact_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 RAFTPG_COMPACT_CHECK_MS);
+	if (compact_log(keep, Max(keep / 2, 64)))
+		next_compact_check = 0; /* more to delete, perhaps */
+}
+
+/*
+ * Delete the applied entries up to keep before the applied index (the
+ * leader keeps what members in contact need, up to ten times keep), if at
+ * least step of them can go: one transaction of at most
+ * RAFTPG_COMPACT_MAX_ROWS rows, then the core hears of it -- a peer that
+ * needs a deleted entry gets a snapshot.  True if it stopped at the row
+ * limit.
+ *
+ * The apply worker's commits do not wait for their WAL flush, but the
+ * applied index read here was published after such a commit, and this
+ * transaction's commit, which does wait, flushes the WAL up to past it:
+ * no entry is deleted whose application a crash could still undo.
+ */
+static bool
+compact_log(uint64 keep, uint64 step)
+{
 	raft_status st;
 	uint64		applied;
-	uint64		keep = (uint64) raftpg_log_keep_entries;
 	uint64		upto;
 	volatile uint64 done = 0;
+	bool		more = false;
 	RaftpgStateRow st_new;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	volatile bool ok = true;
 	int			rc;
 
 	st_new = state;
-	if (snap_waiting_seq != 0 || GetCurrentTimestamp() < next_compact_check)
-		return;
-	next_compact_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 RAFTPG_COMPACT_CHECK_MS);
 	raft_get_status(core, &st);
 	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 	applied = RaftpgShmem->applied_index;
 	LWLockRelease(&RaftpgShmem->lock);
 	applied = Min(applied, Min((uint64) st.applied, (uint64) st.stable_index));
 	if (applied <= keep)
-		return;
+		return false;
 	upto = applied - keep;
 	if (st.role == RAFT_LEADER)
 	{
@@ -507,8 +528,8 @@ node_compact_log(void)
 		}
 	}
 	/* in steps, not a few entries every time */
-	if (upto < (uint64) state.snapshot_index + Max(keep / 2, 64))
-		return;
+	if (upto < (uint64) state.snapshot_index + step)
+		return false;
 
 	PG_TRY();
 	{
@@ -516,7 +537,8 @@ node_compact_log(void)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "raftpg: compacting the log");
-		done = StorageCompact(&state, upto, RAFTPG_COMPACT_MAX_ROWS, &st_new);
+		done = StorageCompact(&state, upto, RAFTPG_COMPACT_MAX_ROWS, &st_new,
+							  &more);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 	}
@@ -531,7 +553,7 @@ node_compact_log(void)
 	MemoryContextSwitchTo(oldcxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (!ok || done == 0)
-		return;
+		return false;
 
 	stats.entries_compacted += done - (uint64) state.snapshot_index;
 	if (st_new.snapshot_config.servers != state.snapshot_config.servers)
@@ -543,8 +565,8 @@ node_compact_log(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("raftpg: the log was compacted up to " UINT64_FORMAT ", which the consensus node refuses: %s",
-						done, raft_strerror(rc))));
-	next_compact_check = 0;		/* more to delete, perhaps */
+						(uint64) done, raft_strerror(rc))));
+	return more;
 }
 
 /*

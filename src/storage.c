@@ -686,13 +686,14 @@ log_truncate(Relation rel, Relation idx, uint64 from)
  * caller's transaction.  *st_new gets the state row as written, with the
  * configuration in force at the new snapshot (a configuration entry among
  * those deleted, else the old snapshot's).  Returns the new snapshot
- * index, or 0 if no row lay wholly at or before upto.  Whole rows only: a
+ * index, or 0 if no row lay wholly at or before upto; *more says whether it
+ * stopped at max_rows.  Whole rows only: a
  * row that reaches past upto stays, and its entries at or before the
  * snapshot are skipped by every reader.
  */
 uint64
 StorageCompact(const RaftpgStateRow *st, uint64 upto, int max_rows,
-			   RaftpgStateRow *st_new)
+			   RaftpgStateRow *st_new, bool *more)
 {
 	Relation	rel = table_open(log_relid, RowExclusiveLock);
 	Relation	idx = index_open(log_index_relid, RowExclusiveLock);
@@ -745,6 +746,7 @@ StorageCompact(const RaftpgStateRow *st, uint64 upto, int max_rows,
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 
+	*more = rows == max_rows;
 	if (done <= (uint64) st->snapshot_index)
 		return 0;
 	st_new->snapshot_index = (int64) done;

@@ -80,7 +80,7 @@ extern void StoragePersist(const raft_ready *rd, const RaftpgStateRow *st_old,
 						   RaftpgStateRow *st_new);
 extern void StorageAppendEntry(const raft_entry *e);
 extern uint64 StorageCompact(const RaftpgStateRow *st, uint64 upto, int max_rows,
-							 RaftpgStateRow *st_new);
+							 RaftpgStateRow *st_new, bool *more);
 extern void StorageInstallSnapshot(const RaftpgStateRow *st, uint64 index,
 								   uint64 term, const raft_config *c,
 								   RaftpgStateRow *st_new);
