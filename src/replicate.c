@@ -570,6 +570,31 @@ ReplicateSnapshotInstall(Oid relid, uint64 added_index)
 		install(relid, added_index);
 }
 
+/*
+ * A table of the snapshot's source exists here: may its definition and
+ * rows be replaced?  A replicated one's may (they are the cluster's); a
+ * local table's only if it is defined the same and empty, as when a table
+ * is added (ReplicateApplyAddTable()): no local data is thrown away.
+ */
+void
+ReplicateSnapshotCheck(Oid relid, bool same)
+{
+	if (is_replicated(relid))
+		return;
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("a different table named %s exists on this node",
+						RaftpgQualifiedName(relid)),
+				 errhint("Drop or rename it; the snapshot is asked for again.")));
+	if (!table_is_empty(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s exists on this node and is not empty",
+						RaftpgQualifiedName(relid)),
+				 errhint("Empty or drop it; the snapshot is asked for again.")));
+}
+
 /* a table replicated here that the snapshot's source does not replicate */
 void
 ReplicateSnapshotDrop(Oid relid)

@@ -15,6 +15,7 @@
 extern void ReplicateApplyAddTable(RaftpgReader *r, uint64 index,
 								   bool origin_here);
 extern void ReplicateApplyUnreplicate(RaftpgReader *r);
+extern void ReplicateSnapshotCheck(Oid relid, bool same);
 extern void ReplicateSnapshotInstall(Oid relid, uint64 added_index);
 extern void ReplicateSnapshotDrop(Oid relid);
 extern void ReplicateSnapshotUninstall(Oid relid);

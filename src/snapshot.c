@@ -571,8 +571,14 @@ prepare_tables(List *tables)
 		t->relid = RangeVarGetRelid(makeRangeVar(t->nspname, t->relname, -1),
 									AccessExclusiveLock, true);
 		t->create = !OidIsValid(t->relid);
-		if (!t->create && !same_statements(RaftpgTableDefinition(t->relid), t->ddl))
-			t->create = t->recreate = true;
+		if (!t->create)
+		{
+			bool		same = same_statements(RaftpgTableDefinition(t->relid),
+											   t->ddl);
+
+			ReplicateSnapshotCheck(t->relid, same);
+			t->create = t->recreate = !same;
+		}
 	}
 
 	DdlBeginInternal();

@@ -153,12 +153,33 @@ is( $behind->safe_psql('postgres',
 		"SELECT count(*) FROM raftpg.log_entries WHERE index <= $snap"),
 	'0', '... and holds no entry up to it');
 
-# ---- a node added now joins through a snapshot too
+# ---- a node added now joins through a snapshot too.  A table of its own
+# has the name of a replicated one: the copy must not throw its rows away,
+# so it is refused, with the reason in the log, until that table is gone.
+$n4->safe_psql('postgres', q{
+	CREATE TABLE late (id int PRIMARY KEY, mine text);
+	INSERT INTO late VALUES (1, 'local data');
+});
+my $n4_offset = -s $n4->logfile;
 $leader->safe_psql('postgres',
-	"SELECT raftpg.add_node('" . $n4->name . "', '" . RaftpgTest::conninfo($n4) . "')");
+	"SELECT raftpg.add_node('" . $n4->name . "', '" . RaftpgTest::conninfo($n4)
+	  . "', voter => false)");
 push @nodes, $n4;
+my $refused = 0;
+my $deadline = time() + 60;
+while (!$refused && time() < $deadline)
+{
+	$refused = slurp_file($n4->logfile, $n4_offset) =~
+	  /could not copy a snapshot from node "\w+": a different table named public\.late exists on this node/;
+	usleep(50_000);
+}
+ok($refused, 'the new node refuses a snapshot that would replace a local table, and logs why');
+is( $n4->safe_psql('postgres',
+		"SELECT (SELECT snapshots_installed FROM raftpg.stats) || ' ' || (SELECT count(*) FROM raftpg.replicated) || ' ' || (SELECT mine FROM late)"),
+	'0 0 local data', '... and nothing of it is installed, the local table is untouched');
+$n4->safe_psql('postgres', 'DROP TABLE late');
 ok(RaftpgTest::poll_true($n4, 'SELECT snapshots_installed >= 1 FROM raftpg.stats'),
-	'a node added after the compaction installed a snapshot');
+	'once that table is dropped, the node added after the compaction installs a snapshot');
 for my $t (@tables)
 {
 	RaftpgTest::check_same($leader, $t->[0], $t->[1], 'the new node', $n4);
@@ -176,7 +197,7 @@ $leader->safe_psql('postgres',
 my $new = RaftpgTest::wait_leader(@nodes);
 is($new->name, $behind->name, 'leadership moved to the node that installed a snapshot');
 my $id;
-my $deadline = time() + 60;
+$deadline = time() + 60;
 while (time() < $deadline)
 {
 	my ($rc, $out) = $behind->psql('postgres',
