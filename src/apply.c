@@ -246,7 +246,6 @@ static void apply_batch(uint64 target);
 static void apply_txn(uint64 index);
 static void release_relations(void);
 static void tidcache_reset(void);
-static bool snapshot_requested(void);
 static void apply_install_snapshot(void);
 static void set_applied_config(const bytea *config, uint64 index);
 static void apply_publish(void);
@@ -300,6 +299,7 @@ RaftpgApplyMain(Datum main_arg)
 		uint64		cluster_id;
 		long		linger_ms;
 		bool		linger;
+		bool		snapshot_wanted;
 
 		MemoryContextReset(apply_cxt);
 		MemoryContextSwitchTo(apply_cxt);
@@ -365,6 +365,8 @@ RaftpgApplyMain(Datum main_arg)
 		}
 		commit = RaftpgShmem->status.commit_index;
 		durable = RaftpgShmem->status.last_log_index;
+		/* the node worker asks for a snapshot not installed yet */
+		snapshot_wanted = RaftpgShmem->snap_req_seq != RaftpgShmem->snap_done_seq;
 		target = Min(commit, durable);
 
 		/*
@@ -372,7 +374,7 @@ RaftpgApplyMain(Datum main_arg)
 		 * for apply, the write gate, or a new leader for its sequences'
 		 * reservations (sequences.c), which open local writes too.
 		 */
-		linger = linger_ms > 0 &&
+		linger = linger_ms > 0 && !snapshot_wanted &&
 			target < applied_index + APPLY_LINGER_ENTRIES &&
 			RaftpgShmem->gate_index <= applied_index &&
 			RaftpgShmem->apply_waiters == 0 &&
@@ -390,7 +392,7 @@ RaftpgApplyMain(Datum main_arg)
 							 linger_ms, PG_WAIT_EXTENSION);
 			continue;
 		}
-		if (OidIsValid(state_relid) && snapshot_requested())
+		if (OidIsValid(state_relid) && snapshot_wanted)
 		{
 			apply_install_snapshot();
 			continue;
@@ -416,18 +418,6 @@ RaftpgApplyMain(Datum main_arg)
 	}
 }
 
-/* has the node worker asked for a snapshot not installed yet? */
-static bool
-snapshot_requested(void)
-{
-	bool		r;
-
-	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
-	r = RaftpgShmem->snap_req_seq != RaftpgShmem->snap_done_seq;
-	LWLockRelease(&RaftpgShmem->lock);
-	return r;
-}
-
 /*
  * Copy the snapshot the node worker asked for (snapshot.c) and write the
  * apply_state that goes with it, in one transaction, flushed before the
@@ -445,7 +435,6 @@ apply_install_snapshot(void)
 	SnapshotResult res;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	volatile bool ok = true;
-	char		error[256];
 
 	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 	seq = RaftpgShmem->snap_req_seq;
@@ -457,7 +446,6 @@ apply_install_snapshot(void)
 	ereport(LOG,
 			(errmsg("raftpg: copying a snapshot of the tables at log index " UINT64_FORMAT " or later from node \"%s\"",
 					min_index, name)));
-	error[0] = '\0';
 	PG_TRY();
 	{
 		SetCurrentStatementStartTimestamp();
@@ -490,7 +478,6 @@ apply_install_snapshot(void)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		strlcpy(error, edata->message, sizeof(error));
 		ereport(LOG,
 				(errcode(edata->sqlerrcode),
 				 errmsg("raftpg: could not copy a snapshot from node \"%s\": %s",
@@ -543,7 +530,6 @@ apply_install_snapshot(void)
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	RaftpgShmem->snap_done_seq = seq;
 	RaftpgShmem->snap_ok = ok;
-	strlcpy(RaftpgShmem->snap_error, error, sizeof(RaftpgShmem->snap_error));
 	latch = RaftpgShmem->worker_latch;
 	LWLockRelease(&RaftpgShmem->lock);
 	if (latch)

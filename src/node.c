@@ -598,7 +598,6 @@ node_snapshot_request(const raft_ready *rd)
 	snap_waiting_seq = Max(RaftpgShmem->snap_req_seq, RaftpgShmem->snap_done_seq) + 1;
 	RaftpgShmem->snap_req_seq = snap_waiting_seq;
 	RaftpgShmem->snap_req_index = (uint64) rd->snapshot.index;
-	RaftpgShmem->snap_req_from = (uint64) rd->snapshot.from;
 	strlcpy(RaftpgShmem->snap_req_name, src->name, RAFTPG_NAME_LEN);
 	strlcpy(RaftpgShmem->snap_req_conninfo, src->address, RAFTPG_CONNINFO_LEN);
 	latch = RaftpgShmem->apply_latch;

@@ -310,17 +310,16 @@ typedef struct RaftpgShared
 
 	/*
 	 * A snapshot to install (snapshot.c): the node worker asks by raising
-	 * snap_req_seq, the apply worker answers by setting snap_done_seq to
-	 * it, with snap_ok and, if not, snap_error.
+	 * snap_req_seq, naming the node to copy from; the apply worker answers
+	 * by setting snap_done_seq to it, and snap_ok.  Why it failed is in
+	 * the server log.
 	 */
 	uint64		snap_req_seq;
 	uint64		snap_req_index; /* at least this index */
-	uint64		snap_req_from;	/* the node to copy from */
 	char		snap_req_name[RAFTPG_NAME_LEN];
 	char		snap_req_conninfo[RAFTPG_CONNINFO_LEN];
 	uint64		snap_done_seq;
 	bool		snap_ok;
-	char		snap_error[256];
 
 	/* fault injection, superuser only */
 	RaftpgFaultPoint fault_point;

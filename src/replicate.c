@@ -595,18 +595,11 @@ ReplicateSnapshotCheck(Oid relid, bool same)
 				 errhint("Empty or drop it; the snapshot is asked for again.")));
 }
 
-/* a table replicated here that the snapshot's source does not replicate */
-void
-ReplicateSnapshotDrop(Oid relid)
-{
-	ereport(LOG,
-			(errmsg("raftpg: table \"%s\" is not replicated on the snapshot's source: it stays here as a local table",
-					RaftpgQualifiedName(relid))));
-	uninstall(relid);
-	SequencesUnreplicate(relid);
-}
-
-/* a replicated table to be dropped and created again: out of Raft first */
+/*
+ * Take a table out of Raft here: one the snapshot's source does not
+ * replicate (it stays as a local table), or one to be dropped and created
+ * again.
+ */
 void
 ReplicateSnapshotUninstall(Oid relid)
 {

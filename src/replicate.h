@@ -17,7 +17,6 @@ extern void ReplicateApplyAddTable(RaftpgReader *r, uint64 index,
 extern void ReplicateApplyUnreplicate(RaftpgReader *r);
 extern void ReplicateSnapshotCheck(Oid relid, bool same);
 extern void ReplicateSnapshotInstall(Oid relid, uint64 added_index);
-extern void ReplicateSnapshotDrop(Oid relid);
 extern void ReplicateSnapshotUninstall(Oid relid);
 
 #endif							/* RAFTPG_REPLICATE_H */

@@ -76,6 +76,18 @@ static const char *const seq_query =
 "  AND d.deptype IN ('a', 'i') AND %s "
 "ORDER BY 1, 2";
 
+/*
+ * seq_query for the sequences of relid, or of every replicated table: also
+ * what a node copying a snapshot asks this one (snapshot.c)
+ */
+char *
+SequencesOwnedQuery(Oid relid)
+{
+	return psprintf(seq_query,
+					OidIsValid(relid) ? psprintf("d.refobjid = %u", relid) :
+					"d.refobjid IN (SELECT relid FROM raftpg.replicated)");
+}
+
 typedef struct SeqInfo
 {
 	Oid			oid;
@@ -112,14 +124,12 @@ static List *
 owned_sequences(Oid relid)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	char	   *where;
+	char	   *sql = SequencesOwnedQuery(relid);
 	List	   *out = NIL;
 	uint64		i;
 
-	where = OidIsValid(relid) ? psprintf("d.refobjid = %u", relid) :
-		pstrdup("d.refobjid IN (SELECT relid FROM raftpg.replicated)");
 	SPI_connect();
-	if (SPI_execute(psprintf(seq_query, where), false, 0) != SPI_OK_SELECT)
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "raftpg: could not read the sequences of replicated tables");
 	for (i = 0; i < SPI_processed; i++)
 	{

@@ -19,6 +19,7 @@ extern void SequencesFenceNew(Oid relid);
 extern void SequencesUnreplicate(Oid relid);
 extern void SequencesApply(RaftpgReader *r, bool origin_here);
 extern void SequencesTick(uint64 applied);
+extern char *SequencesOwnedQuery(Oid relid);
 extern void SequencesSnapshotFence(const char *nspname, const char *relname,
 								   int64 upto);
 

@@ -300,35 +300,23 @@ copy_table(PGconn *conn, const char *name, SnapTable *t)
 	return rows;
 }
 
-/* the qualified names of the source's replicated tables, sorted */
+/* the source's replicated tables, by qualified name */
+#define REPLICATED_TABLES \
+"FROM raftpg.replicated r " \
+"JOIN pg_catalog.pg_class c ON c.oid = r.relid " \
+"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " \
+"ORDER BY 1"
+
+/* their names, to lock them before the snapshot is taken */
 static const char *const tables_query =
-"SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q "
-"FROM raftpg.replicated r "
-"JOIN pg_catalog.pg_class c ON c.oid = r.relid "
-"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-"ORDER BY 1";
+"SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) "
+REPLICATED_TABLES;
 
-/* ... with their definitions, in the transaction's snapshot */
+/* ... and in the transaction's snapshot, with their definitions */
 static const char *const definitions_query =
-"SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS q, n.nspname, "
+"SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), n.nspname, "
 "       c.relname, r.added_index, raftpg.table_definition(r.relid) "
-"FROM raftpg.replicated r "
-"JOIN pg_catalog.pg_class c ON c.oid = r.relid "
-"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-"ORDER BY 1";
-
-/* the fences of their sequences */
-static const char *const fences_query =
-"SELECT n.nspname, c.relname, q.seqmax "
-"FROM raftpg.replicated r "
-"JOIN pg_catalog.pg_depend d ON d.refobjid = r.relid "
-"JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'S' "
-"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-"JOIN pg_catalog.pg_sequence q ON q.seqrelid = c.oid "
-"WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass "
-"  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass "
-"  AND d.deptype IN ('a', 'i') "
-"ORDER BY 1, 2";
+REPLICATED_TABLES;
 
 static uint64
 result_u64(PGresult *res, int row, int col)
@@ -480,21 +468,6 @@ is_foreign_key(const char *stmt, const char *qualified, const char *conname)
 	return strncmp(p, " FOREIGN KEY", 12) == 0;
 }
 
-/* the same statements in the same order? */
-static bool
-same_statements(List *a, List *b)
-{
-	ListCell   *x;
-	ListCell   *y;
-
-	if (list_length(a) != list_length(b))
-		return false;
-	forboth(x, a, y, b)
-		if (strcmp(lfirst(x), lfirst(y)) != 0)
-			return false;
-	return true;
-}
-
 static void
 spi_run(const char *sql)
 {
@@ -573,8 +546,8 @@ prepare_tables(List *tables)
 		t->create = !OidIsValid(t->relid);
 		if (!t->create)
 		{
-			bool		same = same_statements(RaftpgTableDefinition(t->relid),
-											   t->ddl);
+			bool		same = RaftpgDefinitionDifference(RaftpgTableDefinition(t->relid),
+														  t->ddl) < 0;
 
 			ReplicateSnapshotCheck(t->relid, same);
 			t->create = t->recreate = !same;
@@ -751,7 +724,10 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 			tables = lappend(tables, t);
 		}
 		result_free(defs);
-		fences = source_exec(conn, name, fences_query, 0, NULL);
+		/* the sequences: schema, name, ..., fence (sequences.c) */
+		fences = source_exec(conn, name,
+							 SequencesOwnedQuery(InvalidOid),
+							 0, NULL);
 		origins = source_exec(conn, name,
 							  "SELECT incarnation, fxid FROM raftpg.origin_commits",
 							  0, NULL);
@@ -782,7 +758,12 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 		}
 		SPI_finish();
 		foreach(lc, res->dropped)
-			ReplicateSnapshotDrop(lfirst_oid(lc));
+		{
+			ereport(LOG,
+					(errmsg("raftpg: table %s is not replicated on the snapshot's source: it stays here as a local table",
+							RaftpgQualifiedName(lfirst_oid(lc)))));
+			ReplicateSnapshotUninstall(lfirst_oid(lc));
+		}
 
 		readd = prepare_tables(tables);
 		truncate_tables(tables);
@@ -802,7 +783,7 @@ SnapshotCopy(const char *name, const char *conninfo, uint64 min_index,
 		for (i = 0; i < PQntuples(fences); i++)
 			SequencesSnapshotFence(PQgetvalue(fences, i, 0),
 								   PQgetvalue(fences, i, 1),
-								   (int64) strtoi64(PQgetvalue(fences, i, 2), NULL, 10));
+								   (int64) strtoi64(PQgetvalue(fences, i, 3), NULL, 10));
 		result_free(fences);
 		replace_origin_rows(origins);
 		res->origin_rows = PQntuples(origins);

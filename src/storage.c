@@ -45,6 +45,7 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/detoast.h"
 #include "access/heaptoast.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
@@ -83,6 +84,13 @@
  * spare.
  */
 #define LOG_ROW_TARGET	(TOAST_TUPLE_THRESHOLD - 64)
+
+/*
+ * A compaction transaction deletes at most this many bytes of entries: it
+ * runs in the node worker's loop, and deleting a large entry deletes its
+ * out-of-line chunks one by one.
+ */
+#define COMPACT_MAX_BYTES	(16 * 1024 * 1024)
 
 /* raftpg.state columns */
 enum
@@ -687,8 +695,8 @@ log_truncate(Relation rel, Relation idx, uint64 from)
  * configuration in force at the new snapshot (a configuration entry among
  * those deleted, else the old snapshot's).  Returns the new snapshot
  * index, or 0 if no row lay wholly at or before upto; *more says whether it
- * stopped at max_rows.  Whole rows only: a
- * row that reaches past upto stays, and its entries at or before the
+ * stopped at max_rows or COMPACT_MAX_BYTES of entries.  Whole rows only:
+ * a row that reaches past upto stays, and its entries at or before the
  * snapshot are skipped by every reader.
  */
 uint64
@@ -706,6 +714,7 @@ StorageCompact(const RaftpgStateRow *st, uint64 upto, int max_rows,
 	char	   *cfg_data = NULL;
 	uint32		cfg_len = 0;
 	int			rows = 0;
+	Size		bytes = 0;
 
 	*st_new = *st;
 	memset(&rs, 0, sizeof(rs));
@@ -713,17 +722,42 @@ StorageCompact(const RaftpgStateRow *st, uint64 upto, int max_rows,
 	ScanKeyInit(&key, 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(0));
 	scan = index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
-	while (rows < max_rows &&
+	while (rows < max_rows && bytes < COMPACT_MAX_BYTES &&
 		   index_getnext_slot(scan, ForwardScanDirection, rs.slot))
 	{
 		raft_entry	e;
+		bool		isnull;
+		uint64		first = (uint64) DatumGetInt64(slot_getattr(rs.slot, LOG_COL_FIRST + 1, &isnull));
+		uint64		last = (uint64) DatumGetInt64(slot_getattr(rs.slot, LOG_COL_LAST + 1, &isnull));
+		Datum		d = slot_getattr(rs.slot, LOG_COL_ENTRIES + 1, &isnull);
 
-		scan_take_row(&rs);
-		if (rs.row_last > upto)
-		{
-			scan_release_row(&rs);
+		if (last > upto)
 			break;
+		if (!isnull)
+			bytes += toast_raw_datum_size(d);
+
+		/*
+		 * A large entry has a row of its own, stored out of line: its
+		 * header says all that is needed, without reading megabytes back
+		 * in the worker's loop -- unless it is a configuration.
+		 */
+		if (first == last && !isnull && VARATT_IS_EXTERNAL(DatumGetPointer(d)))
+		{
+			bytea	   *h = DatumGetByteaPSlice(d, 0, LOG_ENTRY_HDR);
+
+			if (VARSIZE_ANY_EXHDR(h) == LOG_ENTRY_HDR &&
+				(uint8) VARDATA_ANY(h)[8] != RAFT_ENTRY_CONFIG &&
+				(rs.prev_last == 0 || first == rs.prev_last + 1))
+			{
+				memcpy(&done_term, VARDATA_ANY(h), sizeof(done_term));
+				rs.prev_last = last;
+				done = last;
+				simple_table_tuple_delete(rel, &rs.slot->tts_tid, snap);
+				rows++;
+				continue;
+			}
 		}
+		scan_take_row(&rs);
 		while (row_next_entry(&rs, &e))
 		{
 			done_term = e.term;
@@ -746,7 +780,7 @@ StorageCompact(const RaftpgStateRow *st, uint64 upto, int max_rows,
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 
-	*more = rows == max_rows;
+	*more = rows == max_rows || bytes >= COMPACT_MAX_BYTES;
 	if (done <= (uint64) st->snapshot_index)
 		return 0;
 	st_new->snapshot_index = (int64) done;

@@ -614,8 +614,8 @@ RaftpgCheckReplicable(Oid relid, bool allow_replicated)
  * they are equal; when one is a prefix of the other, the length of the
  * shorter.
  */
-static int
-tabledef_first_difference(List *a, List *b)
+int
+RaftpgDefinitionDifference(List *a, List *b)
 {
 	int			n = Min(list_length(a), list_length(b));
 	int			i;
@@ -786,7 +786,7 @@ tabledef_dry_run(RangeVar *rv, const char *name, List *given)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
 				 errmsg("the definition does not create table \"%s\"", name)));
-	pos = tabledef_first_difference(created, given);
+	pos = RaftpgDefinitionDifference(created, given);
 	if (pos >= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
@@ -872,7 +872,7 @@ raftpg_check_table_definition(PG_FUNCTION_ARGS)
 				 errhint("Drop or rename it on this server, then try again.")));
 
 	here = RaftpgTableDefinition(relid);
-	pos = tabledef_first_difference(here, given);
+	pos = RaftpgDefinitionDifference(here, given);
 	if (pos >= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_TABLE),

@@ -28,5 +28,6 @@ extern void RaftpgCheckReplicable(Oid relid, bool allow_replicated);
 /* The qualified, quoted name "schema.table" of relid. */
 extern char *RaftpgQualifiedName(Oid relid);
 extern List *RaftpgDefinitionFromArray(ArrayType *array);
+extern int	RaftpgDefinitionDifference(List *a, List *b);
 
 #endif							/* RAFTPG_TABLEDEF_H */

@@ -124,7 +124,8 @@ struct raft
 	 * With raft_options.fetch: the host's durable log starts after
 	 * host_snap_index (term host_snap_term).  Entries after it and up to
 	 * log.snap_index are fetched; a peer that needs one up to it gets a
-	 * snapshot.  Without fetch it is log.snap_index.
+	 * snapshot.  Not used without fetch (the durable log starts where
+	 * memory does).
 	 */
 	raft_index	host_snap_index;
 	raft_term	host_snap_term;

@@ -76,6 +76,11 @@ $leader->safe_psql('postgres', q{
 $leader->safe_psql('postgres', "SELECT raftpg.unreplicate_table('gone')");
 $leader->safe_psql('postgres',
 	"SELECT raftpg.propose(convert_to('filler ' || g, 'UTF8')) FROM generate_series(1, 300) g");
+# entries too large to share a row, stored out of line: compaction reads
+# only their headers
+$leader->safe_psql('postgres',
+	"SELECT raftpg.propose(convert_to(repeat('large ' || g, 20000), 'UTF8')) FROM generate_series(1, 3) g");
+my $large_last = $leader->safe_psql('postgres', 'SELECT last_log_index FROM raftpg.status()');
 my $last = $leader->safe_psql('postgres', 'SELECT last_log_index FROM raftpg.status()');
 cmp_ok($last - $first_missed, '>', 4 * $keep,
 	"the stopped follower misses many times raftpg.log_keep_entries entries ($first_missed..$last)");
@@ -126,6 +131,9 @@ RaftpgTest::poll_true($leader, 'SELECT count(*) >= 300 FROM w')
   or die 'the writers stopped';
 my $outcome = RaftpgTest::stop_writers($dir, @writers);
 my @acked = grep { $outcome->{$_} eq 'ok' } keys %$outcome;
+ok( RaftpgTest::poll_true($leader,
+		"SELECT snapshot_index >= $large_last FROM raftpg.state"),
+	'the leader compacted its log past the large entries too');
 cmp_ok(scalar @acked, '>', 0, scalar(@acked) . ' writes acknowledged during the install');
 
 my @tables = ([ 'kv', 'k' ], [ 'items', 'id' ], [ 'late', 'id' ], [ 'w', 'id' ],
