@@ -70,6 +70,7 @@
 #include "catalog/namespace.h"
 #include "commands/tablecmds.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -86,7 +87,6 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
-#include "utils/hsearch.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -1239,68 +1239,69 @@ key_from_row(ApplyRel *ar, TupleTableSlot *row, TupleTableSlot *key)
  * would retry after its restart, through the index.  The key must be
  * the local primary key (tidcache_ok), so that it names one row here.
  *
- * Keys of up to TIDCACHE_KEY_MAX bytes are remembered, TIDCACHE_MAX of
- * them at most (then the cache starts afresh).  A TRUNCATE, DDL, or a
- * table added or removed empties it; a table rewritten or vacuumed
- * locally is caught by the checks above.
+ * The cache is an array of TIDCACHE_SLOTS slots, each holding the table,
+ * the hash of the key and a TID; a key's slot is picked by its hash, and a
+ * later key with the same slot replaces it.  Nothing is allocated or
+ * compared per row but the hash: since a hit is checked against the
+ * tuple's own key anyway, a collision of hashes costs a heap fetch at
+ * worst, never a wrong row.  (It was a dynahash of whole keys, whose
+ * upkeep was a fifth of a follower's apply CPU under an insert load.)  A
+ * TRUNCATE, DDL, or a table added or removed empties it; a table
+ * rewritten or vacuumed locally is caught by the checks above.
  * ----------
  */
-#define TIDCACHE_KEY_MAX	64
-#define TIDCACHE_MAX		65536
+#define TIDCACHE_SLOTS		65536	/* a power of two */
 
-typedef struct TidCacheKey
+typedef struct TidCacheSlot
 {
-	Oid			relid;
-	uint32		len;
-	char		data[TIDCACHE_KEY_MAX];
-} TidCacheKey;
-
-typedef struct TidCacheEntry
-{
-	TidCacheKey key;			/* hash key: all of it, zero-padded */
+	Oid			relid;			/* InvalidOid: empty */
+	uint32		hash;			/* of the key, all of it */
 	ItemPointerData tid;
-} TidCacheEntry;
+} TidCacheSlot;
 
-static HTAB *tid_cache = NULL;
+static TidCacheSlot *tid_cache = NULL;
+static bool tid_cache_empty = true;
 
 static void
 tidcache_reset(void)
 {
-	if (tid_cache)
-		hash_destroy(tid_cache);
-	tid_cache = NULL;
+	if (tid_cache != NULL && !tid_cache_empty)
+		memset(tid_cache, 0, sizeof(TidCacheSlot) * TIDCACHE_SLOTS);
+	tid_cache_empty = true;
 }
 
-/* the key of the row in slot (values at the key columns), false if too long */
+/*
+ * The hash of the key of the row in slot (values at the key columns) and
+ * of its table; false if the key is not the primary key or has a null.
+ */
 static bool
-tidcache_key(ApplyRel *ar, TupleTableSlot *slot, TidCacheKey *k)
+tidcache_hash(ApplyRel *ar, TupleTableSlot *slot, uint32 *hash)
 {
 	TupleDesc	desc = RelationGetDescr(ar->rel);
+	uint32		h;
 	int			i;
 
 	if (!ar->tidcache_ok)
 		return false;
-	memset(k, 0, sizeof(*k));
-	k->relid = RelationGetRelid(ar->rel);
+	h = hash_bytes_uint32((uint32) RelationGetRelid(ar->rel));
 	for (i = 0; i < ar->nkeys; i++)
 	{
 		int			a = ar->cols[ar->keypos[i]].attnum - 1;
 		Form_pg_attribute att = TupleDescAttr(desc, a);
 		Datum		d = slot->tts_values[a];
-		const char *p;
-		Size		n;
-		uint32		n32;
+		const unsigned char *p;
+		int			n;
 
 		if (slot->tts_isnull[a])
 			return false;
 		if (att->attbyval)
 		{
-			p = (const char *) &d;
+			p = (const unsigned char *) &d;
 			n = sizeof(Datum);
 		}
 		else if (att->attlen > 0)
 		{
-			p = DatumGetPointer(d);
+			p = (const unsigned char *) DatumGetPointer(d);
 			n = att->attlen;
 		}
 		else if (att->attlen == -1)
@@ -1308,53 +1309,53 @@ tidcache_key(ApplyRel *ar, TupleTableSlot *slot, TidCacheKey *k)
 			struct varlena *v;
 
 			v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(d));
-			p = VARDATA_ANY(v);
+			p = (const unsigned char *) VARDATA_ANY(v);
 			n = VARSIZE_ANY_EXHDR(v);
 		}
 		else
 			return false;
-		/* each part with its length: keys of several columns stay apart */
-		if (k->len + sizeof(uint32) + n > TIDCACHE_KEY_MAX)
-			return false;
-		n32 = (uint32) n;
-		memcpy(k->data + k->len, &n32, sizeof(uint32));
-		k->len += sizeof(uint32);
-		memcpy(k->data + k->len, p, n);
-		k->len += n;
+		h = hash_combine(h, hash_bytes(p, n));
 	}
+	*hash = h;
 	return true;
+}
+
+static inline TidCacheSlot *
+tidcache_slot(uint32 hash)
+{
+	return &tid_cache[hash & (TIDCACHE_SLOTS - 1)];
 }
 
 /* remember where the row now in slot was just written */
 static void
 tidcache_remember(ApplyRel *ar, TupleTableSlot *slot)
 {
-	TidCacheKey k;
-	TidCacheEntry *e;
+	TidCacheSlot *e;
+	uint32		h;
 
-	if (!ItemPointerIsValid(&slot->tts_tid) || !tidcache_key(ar, slot, &k))
+	if (!ItemPointerIsValid(&slot->tts_tid) || !tidcache_hash(ar, slot, &h))
 		return;
-	if (tid_cache == NULL || hash_get_num_entries(tid_cache) >= TIDCACHE_MAX)
-	{
-		HASHCTL		ctl;
-
-		tidcache_reset();
-		ctl.keysize = sizeof(TidCacheKey);
-		ctl.entrysize = sizeof(TidCacheEntry);
-		tid_cache = hash_create("raftpg apply TIDs", 1024, &ctl,
-								HASH_ELEM | HASH_BLOBS);
-	}
-	e = hash_search(tid_cache, &k, HASH_ENTER, NULL);
+	if (tid_cache == NULL)
+		tid_cache = MemoryContextAllocZero(TopMemoryContext,
+										   sizeof(TidCacheSlot) * TIDCACHE_SLOTS);
+	e = tidcache_slot(h);
+	e->relid = RelationGetRelid(ar->rel);
+	e->hash = h;
 	e->tid = slot->tts_tid;
+	tid_cache_empty = false;
 }
 
 static void
 tidcache_forget(ApplyRel *ar, TupleTableSlot *keyslot)
 {
-	TidCacheKey k;
+	TidCacheSlot *e;
+	uint32		h;
 
-	if (tid_cache != NULL && tidcache_key(ar, keyslot, &k))
-		(void) hash_search(tid_cache, &k, HASH_REMOVE, NULL);
+	if (tid_cache_empty || !tidcache_hash(ar, keyslot, &h))
+		return;
+	e = tidcache_slot(h);
+	if (e->relid == RelationGetRelid(ar->rel) && e->hash == h)
+		e->relid = InvalidOid;
 }
 
 /* byte-equal values; varlena ones whatever their header or compression */
@@ -1379,17 +1380,17 @@ key_values_equal(Datum a, Datum b, Form_pg_attribute att)
 static bool
 tidcache_find(ApplyRel *ar)
 {
-	TidCacheKey k;
-	TidCacheEntry *e;
+	TidCacheSlot *e;
+	uint32		h;
 	SnapshotData dirty;
 	HeapTupleData tuple;
 	Buffer		buf;
 	int			i;
 
-	if (tid_cache == NULL || !tidcache_key(ar, ar->keyslot, &k))
+	if (tid_cache_empty || !tidcache_hash(ar, ar->keyslot, &h))
 		return false;
-	e = hash_search(tid_cache, &k, HASH_FIND, NULL);
-	if (e == NULL)
+	e = tidcache_slot(h);
+	if (e->relid != RelationGetRelid(ar->rel) || e->hash != h)
 		return false;
 	/* a block this batch added, or one a local rewrite made go away */
 	if (ItemPointerGetBlockNumber(&e->tid) >= ar->nblocks)
