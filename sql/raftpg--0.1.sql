@@ -251,15 +251,29 @@ INSERT INTO raftpg.apply_state VALUES (0, 0, 0, NULL, 0, 0);
 -- Transactions of this node that committed their changes to replicated
 -- tables themselves, by incarnation (a random number drawn at every start
 -- of the server, crashes included) and full transaction id: a row commits
--- with the changes, so the apply worker knows to skip their log entries.
--- The apply worker deletes the rows it has passed.
-CREATE TABLE raftpg.origin_commits (
+-- with the changes, so that after a crash the apply worker knows to skip
+-- their log entries.  (Within one incarnation the commit log answers that
+-- question, and the rows are not read.)  A transaction inserts into the
+-- table of the two that is current; the apply worker makes the other one
+-- current from time to time and empties the first with TRUNCATE once every
+-- entry of its rows is applied: no row is deleted one by one, and nothing
+-- is left for vacuum.  Rows of a snapshot's source come with the copy.
+CREATE TABLE raftpg.origin_commits_0 (
 	incarnation bigint,
 	fxid bigint,
 	PRIMARY KEY (incarnation, fxid)
 );
-COMMENT ON TABLE raftpg.origin_commits IS
-	'raftpg: log entries already applied by the transaction that wrote them';
+CREATE TABLE raftpg.origin_commits_1 (LIKE raftpg.origin_commits_0 INCLUDING ALL);
+COMMENT ON TABLE raftpg.origin_commits_0 IS
+	'raftpg: transactions of this node that applied their own log entries (one of two)';
+COMMENT ON TABLE raftpg.origin_commits_1 IS
+	'raftpg: transactions of this node that applied their own log entries (one of two)';
+CREATE VIEW raftpg.origin_commits AS
+	SELECT incarnation, fxid FROM raftpg.origin_commits_0
+	UNION ALL
+	SELECT incarnation, fxid FROM raftpg.origin_commits_1;
+COMMENT ON VIEW raftpg.origin_commits IS
+	'raftpg: transactions of this node that applied their own log entries';
 
 -- Read by a node that copies a snapshot of the tables from this one
 -- (src/snapshot.c), in the transaction that reads them: this node's id and

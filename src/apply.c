@@ -30,12 +30,13 @@
  * proposed together, so the rest can never follow): it is discarded.
  *
  * On the node whose backend made a transaction, the changes are already
- * in the tables if that backend committed: it inserted the transaction's
- * name -- this server's incarnation and its full xid, both in the entry's
- * header -- into raftpg.origin_commits in the same local transaction.
- * Apply waits for that transaction to end, then skips the entry if the row
- * is there and applies it if not (the backend failed after the cluster
- * committed its entry, or a crash lost its local commit).
+ * in the tables if that backend committed.  The entry's header names the
+ * transaction -- this server's incarnation and its full xid -- and apply
+ * waits for it to end, then skips the entry if it committed and applies
+ * it if not (the backend failed after the cluster committed its entry, or
+ * a crash lost its local commit).  The commit log answers within the
+ * incarnation; the row the transaction inserted into an origin table
+ * answers after a crash ("Origin rows" below).
  *
  * An error stops apply at the failing entry, never past it: the worker
  * logs it with the entry's index, exits, and the postmaster starts it
@@ -127,8 +128,8 @@ static bool am_apply_worker = false;
 
 /* the tables, resolved when the extension is found (raftpg.log by storage.c) */
 static Oid	state_relid = InvalidOid;
-static Oid	origin_relid = InvalidOid;
-static Oid	origin_index_relid = InvalidOid;
+static Oid	origin_relid[2] = {InvalidOid, InvalidOid};	/* origin_commits_0, _1 */
+static Oid	origin_index_relid[2] = {InvalidOid, InvalidOid};
 
 /* raftpg.apply_state, as last committed */
 static uint64 applied_index = 0;
@@ -139,6 +140,21 @@ static uint64 applied_config_index = 0;
 static bytea *applied_config = NULL;
 static uint64 import_node = 0;
 static uint64 import_until = 0;
+
+/* switching and emptying the origin tables (origin_tick()) */
+static int	origin_draining = -1;	/* the table being emptied, -1 none */
+static uint64 origin_drain_until = 0;	/* step 2's index, 0 before step 1 */
+static TimestampTz origin_switched_at = 0;
+static uint64 origin_switched_commits = 0;
+/*
+ * Switches wanted whatever the commits since the last: both tables may
+ * hold rows when the worker starts, the current one after a snapshot.
+ */
+static int	origin_sweeps = 2;
+
+/* entries up to import_until skipped, as the snapshot held them already */
+static uint64 import_skipped = 0;
+static bool import_reported = true;
 
 /* a configuration entry the batch in progress passed, until it commits */
 static bytea *batch_config = NULL;
@@ -244,6 +260,7 @@ static bool apply_resolve(void);
 static void apply_load_state(void);
 static void apply_batch(uint64 target);
 static void apply_txn(uint64 index);
+static void origin_tick(void);
 static void release_relations(void);
 static void tidcache_reset(void);
 static void apply_install_snapshot(void);
@@ -326,6 +343,10 @@ RaftpgApplyMain(Datum main_arg)
 			applied_index = 0;
 			applied_term = 0;
 			applied_row = 0;
+			/* the origin tables may be new ones */
+			origin_draining = -1;
+			origin_drain_until = 0;
+			origin_sweeps = 2;
 		}
 
 		if (!OidIsValid(state_relid) && cluster_id != 0)
@@ -406,10 +427,14 @@ RaftpgApplyMain(Datum main_arg)
 			RaftpgReportStats();
 			/* under load too: reservations must keep ahead of use */
 			SequencesTick(applied_index);
+			origin_tick();
 			continue;
 		}
 		if (OidIsValid(state_relid))
+		{
 			SequencesTick(applied_index);
+			origin_tick();
+		}
 
 		RaftpgReportStats();
 		(void) WaitLatch(MyLatch,
@@ -458,6 +483,16 @@ apply_install_snapshot(void)
 		/* the order of apply_batch() */
 		LockRelationOid(state_relid, RowExclusiveLock);
 		tidcache_reset();
+		/*
+		 * The copy replaces the changes of this node's own transactions
+		 * committed so far: their entries after the snapshot are applied
+		 * again, by their rows, which it deletes ("Origin rows").  Set
+		 * before the commit, in case this worker does not live past it.
+		 */
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		RaftpgShmem->own_rows_until = Max(RaftpgShmem->own_rows_until,
+										  RaftpgShmem->proposed_high);
+		LWLockRelease(&RaftpgShmem->lock);
 		/* never older than what the tables hold now */
 		SnapshotCopy(name, conninfo, Max(min_index, applied_index), &res);
 		/* in memory that outlives the transaction, until it is taken over */
@@ -466,6 +501,10 @@ apply_install_snapshot(void)
 		batch_config_index = res.index;
 		import_node = res.import_node;
 		import_until = res.import_until;
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		RaftpgShmem->own_rows_until = Max(RaftpgShmem->own_rows_until,
+										  RaftpgShmem->proposed_high);
+		LWLockRelease(&RaftpgShmem->lock);
 		apply_save_state(res.index, res.term);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -499,8 +538,12 @@ apply_install_snapshot(void)
 		applied_term = res.term;
 		applied_row = 0;
 		apply_publish();
+		import_skipped = 0;
+		import_reported = false;
+		if (res.origin_rows > 0)
+			origin_sweeps = Max(origin_sweeps, 1);
 		ereport(LOG,
-				(errmsg("raftpg: installed a snapshot at log index " UINT64_FORMAT " copied from node \"%s\": %d tables, " UINT64_FORMAT " rows, %d transactions of that node beyond the index",
+				(errmsg("raftpg: installed a snapshot at log index " UINT64_FORMAT " copied from node \"%s\": %d tables, " UINT64_FORMAT " rows, %d origin rows",
 						res.index, name, res.tables, res.rows, res.origin_rows)));
 	}
 	else
@@ -556,21 +599,26 @@ apply_resolve(void)
 	Oid			nsp = get_namespace_oid("raftpg", true);
 	Relation	rel;
 	List	   *indexes;
+	int			i;
 
 	if (!OidIsValid(nsp))
 		return false;
-	origin_relid = get_relname_relid("origin_commits", nsp);
+	origin_relid[0] = get_relname_relid("origin_commits_0", nsp);
+	origin_relid[1] = get_relname_relid("origin_commits_1", nsp);
 	state_relid = get_relname_relid("apply_state", nsp);
-	if (!StorageResolve() || !OidIsValid(origin_relid) ||
-		!OidIsValid(state_relid))
+	if (!StorageResolve() || !OidIsValid(origin_relid[0]) ||
+		!OidIsValid(origin_relid[1]) || !OidIsValid(state_relid))
 	{
 		state_relid = InvalidOid;
 		return false;
 	}
-	rel = table_open(origin_relid, AccessShareLock);
-	indexes = RelationGetIndexList(rel);
-	origin_index_relid = linitial_oid(indexes);
-	table_close(rel, AccessShareLock);
+	for (i = 0; i < 2; i++)
+	{
+		rel = table_open(origin_relid[i], AccessShareLock);
+		indexes = RelationGetIndexList(rel);
+		origin_index_relid[i] = linitial_oid(indexes);
+		table_close(rel, AccessShareLock);
+	}
 	return true;
 }
 
@@ -919,6 +967,13 @@ apply_batch(uint64 target)
 		applied_term = done_term;
 		applied_row = done_row;
 		apply_publish();
+		if (!import_reported && applied_index >= import_until)
+		{
+			import_reported = true;
+			ereport(LOG,
+					(errmsg("raftpg: " UINT64_FORMAT " transactions up to log index " UINT64_FORMAT " were in the snapshot copied from node " UINT64_FORMAT " already: not applied again",
+							import_skipped, import_until, import_node)));
+		}
 	}
 	else
 	{
@@ -938,58 +993,245 @@ apply_batch(uint64 target)
  */
 
 /*
- * Did the transaction of this node that made an entry (its incarnation and
- * full xid, from the entry's header) commit the entry's changes itself?
- * Waits for that transaction to end first, if it may still run.  A row
- * found is deleted: it has served.
+ * Has the transaction of this incarnation with this xid committed?  Waits
+ * for it to end first, if it still runs.  *known is false if the commit
+ * log no longer holds the xid (VACUUM truncated it).
  */
 static bool
-origin_committed(uint64 incarnation, uint64 fxid_u64)
+xact_committed(FullTransactionId fxid, bool *known)
+{
+	TransactionId xid = XidFromFullTransactionId(fxid);
+	int			round;
+
+	*known = false;
+	if (!TransactionIdIsNormal(xid) ||
+		!FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()))
+		return false;
+	for (round = 0; round < 2; round++)
+	{
+		bool		committed = false;
+
+		/*
+		 * Committed in the commit log is final.  Not committed may still
+		 * change while the transaction runs (it writes the commit log
+		 * before it leaves the process array): then wait, and look again.
+		 */
+		if (round > 0 && TransactionIdIsInProgress(xid))
+			XactLockTableWait(xid, NULL, NULL, XLTW_None);
+		/* as pg_xact_status() does: not past the commit log's truncation */
+		LWLockAcquire(XactTruncationLock, LW_SHARED);
+		*known = U64FromFullTransactionId(ReadNextFullTransactionId()) -
+			U64FromFullTransactionId(fxid) < (uint64) 1 << 31 &&
+			TransactionIdFollowsOrEquals(xid, ShmemVariableCache->oldestClogXid);
+		if (*known)
+			committed = TransactionIdDidCommit(xid);
+		LWLockRelease(XactTruncationLock);
+		if (!*known || committed)
+			return committed;
+	}
+	return false;
+}
+
+/* is the row (incarnation, fxid) in either origin table? */
+static bool
+origin_row_found(uint64 incarnation, uint64 fxid_u64)
+{
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	bool		found = false;
+	int			i;
+
+	for (i = 0; i < 2 && !found; i++)
+	{
+		Relation	rel = table_open(origin_relid[i], AccessShareLock);
+		Relation	idx = index_open(origin_index_relid[i], AccessShareLock);
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		IndexScanDesc scan;
+		ScanKeyData key[2];
+
+		ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_INT8EQ,
+					Int64GetDatum((int64) incarnation));
+		ScanKeyInit(&key[1], 2, BTEqualStrategyNumber, F_INT8EQ,
+					Int64GetDatum((int64) fxid_u64));
+		scan = index_beginscan(rel, idx, snap, 2, 0);
+		index_rescan(scan, key, 2, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(idx, NoLock);
+		table_close(rel, NoLock);
+	}
+	UnregisterSnapshot(snap);
+	return found;
+}
+
+/*
+ * Did the transaction that made the entry at index (of this node, or
+ * imported with a snapshot: its incarnation and full xid from the entry's
+ * header) commit the entry's changes into the tables here itself?  Waits
+ * for that transaction to end first, if it may still run.  See "Origin
+ * rows" below.
+ */
+static bool
+origin_committed(uint64 index, uint64 incarnation, uint64 fxid_u64)
 {
 	FullTransactionId fxid = FullTransactionIdFromU64(fxid_u64);
 	TransactionId xid = XidFromFullTransactionId(fxid);
-	Relation	rel;
-	Relation	idx;
-	IndexScanDesc scan;
-	ScanKeyData key[2];
-	TupleTableSlot *slot;
-	Snapshot	snap;
-	bool		found = false;
 
 	if (fxid_u64 == 0)
 		return false;			/* made by no local transaction */
+	if (incarnation == RaftpgShmem->incarnation)
+	{
+		bool		known;
+		bool		committed;
+
+		if (index > RaftpgShmem->own_rows_until)
+		{
+			committed = xact_committed(fxid, &known);
+			if (known)
+				return committed;
+		}
+		/* the row tells; it commits with the transaction */
+		if (TransactionIdIsNormal(xid) &&
+			FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()) &&
+			TransactionIdIsInProgress(xid))
+			XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	}
 
 	/*
 	 * Of an earlier incarnation, the transaction is over, and its xid may
-	 * belong to another transaction now: do not wait for that one.
+	 * belong to another transaction now: only the row tells.
 	 */
-	if (incarnation == RaftpgShmem->incarnation &&
-		TransactionIdIsNormal(xid) &&
-		FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()) &&
-		TransactionIdIsInProgress(xid))
-		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	return origin_row_found(incarnation, fxid_u64);
+}
 
-	rel = table_open(origin_relid, RowExclusiveLock);
-	idx = index_open(origin_index_relid, RowExclusiveLock);
-	slot = table_slot_create(rel, NULL);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum((int64) incarnation));
-	ScanKeyInit(&key[1], 2, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum((int64) fxid_u64));
-	scan = index_beginscan(rel, idx, snap, 2, 0);
-	index_rescan(scan, key, 2, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		found = true;
-		simple_table_tuple_delete(rel, &slot->tts_tid, snap);
-	}
-	index_endscan(scan);
-	UnregisterSnapshot(snap);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
+/* ----------
+ * Origin rows
+ *
+ * A local transaction that writes replicated tables inserts its name,
+ * (incarnation, full xid), into the origin table that is current
+ * (capture.c), and commits the row with its changes.  Within one
+ * incarnation, apply asks the commit log instead (xact_committed()): an
+ * xid is not handed out twice before a crash.  The rows are read for
+ * what an earlier incarnation left, for entries a snapshot's source
+ * committed itself (imported with the copy), and for this incarnation's
+ * own entries up to own_rows_until after a snapshot install: the install
+ * replaced the tables, so that the changes of this node's transactions
+ * committed before it are not there any more although the commit log
+ * says they committed.  The install deletes their rows (keeping only the
+ * source's); this node's own proposals up to then went no further than
+ * proposed_high, which becomes own_rows_until.
+ *
+ * So no row is read or deleted per commit.  The rows are removed in bulk
+ * instead: from time to time (ORIGIN_ROTATE_ROWS local commits since the
+ * last time, or some and ORIGIN_ROTATE_MS) apply makes the other table
+ * current, and then empties the first with a TRUNCATE, once
+ *
+ *	  1. it has held that table's ACCESS EXCLUSIVE lock once after the
+ *		 switch: every transaction that inserted into it has ended, and
+ *		 none will insert again (a backend reads which table is current
+ *		 again once it holds the lock);
+ *	  2. it has applied the log up to the last index proposed for a local
+ *		 transaction as of then, and up to import_until: every row there
+ *		 is of an entry applied (a transaction commits after its entry);
+ *	  3. it has applied an entry of a term later than start_term, the
+ *		 node's term when this incarnation began: then no entry of an
+ *		 earlier incarnation is still to come (a node leads no term
+ *		 beyond its own, and log terms only grow).
+ *
+ * The TRUNCATE commits after the state row that says so (it is a later
+ * commit in the WAL), so that a crash keeps either both or the rows.
+ * ----------
+ */
+#define ORIGIN_ROTATE_ROWS	20000
+#define ORIGIN_ROTATE_MS	10000
+
+/*
+ * TRUNCATE of an origin table, whose ACCESS EXCLUSIVE lock is held; false
+ * if its index is in use (the rebuild would wait for that).
+ */
+static bool
+origin_truncate(int which)
+{
+	Relation	rel;
+
+	if (!ConditionalLockRelationOid(origin_index_relid[which],
+									AccessExclusiveLock))
+		return false;
+	rel = table_open(origin_relid[which], NoLock);
+	ExecuteTruncateGuts(list_make1(rel), list_make1_oid(origin_relid[which]),
+						NIL, DROP_RESTRICT, false);
 	table_close(rel, NoLock);
-	return found;
+	return true;
+}
+
+/* switch and empty the origin tables, when it is time (see above) */
+static void
+origin_tick(void)
+{
+	uint64		commits;
+	uint64		proposed;
+	uint64		start_term;
+	bool		start_known;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!OidIsValid(state_relid))
+		return;
+	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+	commits = RaftpgShmem->replicated_commits;
+	proposed = RaftpgShmem->proposed_high;
+	start_term = RaftpgShmem->start_term;
+	start_known = RaftpgShmem->start_term_known &&
+		RaftpgShmem->start_cluster_id == loaded_cluster_id;
+	LWLockRelease(&RaftpgShmem->lock);
+
+	if (origin_switched_at == 0)
+	{
+		origin_switched_at = now;
+		origin_switched_commits = commits;
+	}
+	if (origin_draining < 0)
+	{
+		uint32		gen = pg_atomic_read_u32(&RaftpgShmem->origin_gen) & 1;
+
+		if (commits - origin_switched_commits < ORIGIN_ROTATE_ROWS &&
+			!((commits != origin_switched_commits || origin_sweeps > 0) &&
+			  TimestampDifferenceExceeds(origin_switched_at, now,
+										 ORIGIN_ROTATE_MS)))
+			return;
+		/* backends read it again once they hold the table's lock */
+		pg_atomic_write_u32(&RaftpgShmem->origin_gen, gen ^ 1);
+		pg_memory_barrier();
+		origin_draining = (int) gen;
+		origin_drain_until = 0;
+		origin_switched_at = now;
+		origin_switched_commits = commits;
+		origin_sweeps = Max(origin_sweeps - 1, 0);
+	}
+	if (origin_drain_until != 0 &&
+		(applied_index < origin_drain_until || !start_known ||
+		 applied_term <= start_term))
+		return;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (ConditionalLockRelationOid(origin_relid[origin_draining],
+								   AccessExclusiveLock))
+	{
+		if (origin_drain_until == 0)
+		{
+			/* step 1: read after the lock was granted */
+			LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
+			proposed = RaftpgShmem->proposed_high;
+			LWLockRelease(&RaftpgShmem->lock);
+			origin_drain_until = Max(Max(proposed, import_until), 1);
+		}
+		else if (origin_truncate(origin_draining))
+			origin_draining = -1;
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(apply_cxt);
 }
 
 static void
@@ -1530,8 +1772,13 @@ apply_txn(uint64 index)
 	bool		imported = !origin_here && index <= import_until;
 
 	if ((origin_here || imported) &&
-		origin_committed(txn.first.origin_incarnation, txn.first.origin_fxid))
+		origin_committed(index, txn.first.origin_incarnation,
+						 txn.first.origin_fxid))
+	{
+		if (imported)
+			import_skipped++;
 		return;
+	}
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "raftpg apply transaction",
 								ALLOCSET_DEFAULT_SIZES);

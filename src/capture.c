@@ -30,12 +30,13 @@
  * the node worker in one request (so they become contiguous entries of one
  * term, proposed only if that is still the term the write gate was opened
  * in), the transaction's name -- the server's incarnation and its full
- * xid, which every chunk's header carries too -- is inserted into
- * raftpg.origin_commits while the worker proposes, and the backend waits
- * until a majority has the entries.  Then PostgreSQL commits, and the
- * origin_commits row with it: the apply worker skips entries whose row it
- * finds and applies the others, so an entry is applied exactly once
- * whichever way the local transaction ends.
+ * xid, which every chunk's header carries too -- is inserted into the
+ * current origin table (raftpg.origin_commits_0 or _1) while the worker
+ * proposes, and the backend waits until a majority has the entries.  Then
+ * PostgreSQL commits, and the origin row with it: the apply worker skips
+ * the entries of transactions that committed (by the commit log, or after
+ * a crash by their rows) and applies the others, so an entry is applied
+ * exactly once whichever way the local transaction ends.
  *
  * The hand-off goes through the backend's commit slot (raftpg.h): the
  * node worker proposes only if it can claim the slot, so a backend that
@@ -45,7 +46,7 @@
  * transaction that wrote nothing but replicated tables (see the executor
  * and utility hooks below) then commits locally without waiting for its
  * WAL flush: the log is durable, and a lost local commit loses its
- * origin_commits row too, so apply redoes it.
+ * origin row too, so apply redoes it.
  *
  * Where the outcome cannot be known (the term changed, cancel,
  * raftpg.commit_timeout, termination, an error after the proposal), the
@@ -89,6 +90,7 @@
 #include "pgstat.h"
 #include "tcop/utility.h"
 #include "storage/dsm.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
@@ -204,9 +206,9 @@ static void capture_process_utility(PlannedStmt *pstmt, const char *queryString,
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static void capture_emit_log(ErrorData *edata);
 
-/* raftpg.origin_commits, resolved once per backend */
-static Oid	origin_relid = InvalidOid;
-static Oid	origin_index_relid = InvalidOid;
+/* raftpg.origin_commits_0 and _1 and their indexes, resolved once per backend */
+static Oid	origin_relid[2] = {InvalidOid, InvalidOid};
+static Oid	origin_index_relid[2] = {InvalidOid, InvalidOid};
 
 static void capture_xact_callback(XactEvent event, void *arg);
 static void capture_subxact_callback(SubXactEvent event,
@@ -247,11 +249,12 @@ capture_relcache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS seq;
 	CaptureRel *r;
 
-	if (relid == InvalidOid || relid == origin_relid ||
-		relid == origin_index_relid)
+	if (relid == InvalidOid ||
+		relid == origin_relid[0] || relid == origin_index_relid[0] ||
+		relid == origin_relid[1] || relid == origin_index_relid[1])
 	{
-		origin_relid = InvalidOid;
-		origin_index_relid = InvalidOid;
+		origin_relid[0] = origin_relid[1] = InvalidOid;
+		origin_index_relid[0] = origin_index_relid[1] = InvalidOid;
 	}
 	if (capture_rels == NULL)
 		return;
@@ -1186,47 +1189,70 @@ fill_body(StringInfo changes, uint32 n, char *dst)
 }
 
 /*
- * Open raftpg.origin_commits and its index for insert_origin_commit(),
- * taking their locks now: the insert runs while interrupts are held, where
- * a lock wait could not be cancelled.
+ * Open the current one of raftpg.origin_commits_0 and _1 and its index for
+ * insert_origin_commit(), taking their locks now: the insert runs while
+ * interrupts are held, where a lock wait could not be cancelled.
+ *
+ * Which is current is read again once its lock is held: the apply worker
+ * makes the other current before it takes the first's lock to see that
+ * its last writer is done (apply.c, "Origin rows"), so no row goes into a
+ * table after that.
  */
 static void
 open_origin_commits(Relation *relp, Relation *idxp)
 {
-	Relation	rel;
-	Oid			relid = origin_relid;
-	Oid			indexid = origin_index_relid;
+	Oid			relid[2];
+	Oid			indexid[2];
+	uint32		gen;
+	int			i;
 
 	/*
 	 * Resolved into locals: opening a relation processes invalidations,
 	 * and the relcache callback may reset the cached OIDs meanwhile.
 	 */
-	if (!OidIsValid(relid) || !OidIsValid(indexid))
+	memcpy(relid, origin_relid, sizeof(relid));
+	memcpy(indexid, origin_index_relid, sizeof(indexid));
+	for (i = 0; i < 2; i++)
 	{
-		Oid			nsp = get_namespace_oid("raftpg", false);
-		List	   *indexes;
+		if (!OidIsValid(relid[i]) || !OidIsValid(indexid[i]))
+		{
+			Oid			nsp = get_namespace_oid("raftpg", false);
+			char		name[NAMEDATALEN];
+			Relation	rel;
+			List	   *indexes;
 
-		relid = get_relname_relid("origin_commits", nsp);
-		if (!OidIsValid(relid))
-			elog(ERROR, "table raftpg.origin_commits is missing");
-		rel = table_open(relid, AccessShareLock);
-		indexes = RelationGetIndexList(rel);
-		if (list_length(indexes) != 1)
-			elog(ERROR, "table raftpg.origin_commits must have exactly one index");
-		indexid = linitial_oid(indexes);
-		table_close(rel, AccessShareLock);
+			snprintf(name, sizeof(name), "origin_commits_%d", i);
+			relid[i] = get_relname_relid(name, nsp);
+			if (!OidIsValid(relid[i]))
+				elog(ERROR, "table raftpg.%s is missing", name);
+			rel = table_open(relid[i], AccessShareLock);
+			indexes = RelationGetIndexList(rel);
+			if (list_length(indexes) != 1)
+				elog(ERROR, "table raftpg.%s must have exactly one index", name);
+			indexid[i] = linitial_oid(indexes);
+			table_close(rel, AccessShareLock);
+		}
 	}
-	*relp = table_open(relid, RowExclusiveLock);
-	*idxp = index_open(indexid, RowExclusiveLock);
-	origin_relid = relid;
-	origin_index_relid = indexid;
+	for (;;)
+	{
+		gen = pg_atomic_read_u32(&RaftpgShmem->origin_gen) & 1;
+		LockRelationOid(relid[gen], RowExclusiveLock);
+		pg_memory_barrier();
+		if ((pg_atomic_read_u32(&RaftpgShmem->origin_gen) & 1) == gen)
+			break;
+		UnlockRelationOid(relid[gen], RowExclusiveLock);
+	}
+	*relp = table_open(relid[gen], NoLock);
+	*idxp = index_open(indexid[gen], RowExclusiveLock);
+	memcpy(origin_relid, relid, sizeof(relid));
+	memcpy(origin_index_relid, indexid, sizeof(indexid));
 }
 
 /*
- * Insert (incarnation, full xid) of this transaction into
- * raftpg.origin_commits (opened by open_origin_commits()), with the
- * transaction: the row that tells apply that its entries are in the tables
- * here already.  Closes the relations.
+ * Insert (incarnation, full xid) of this transaction into the origin table
+ * open_origin_commits() opened, with the transaction: the row that tells
+ * apply after a crash that its entries are in the tables here already.
+ * Closes the relations.
  */
 static void
 insert_origin_commit(Relation rel, Relation idx)
@@ -1318,7 +1344,7 @@ wait_for_majority(TimestampTz deadline)
 
 /*
  * The hand-off to the node worker failed (it did not answer in time, the
- * request could not be queued, the origin_commits row could not be
+ * request could not be queued, the origin row could not be
  * written): find out from our slot whether the changes were proposed, and
  * raise the error that is true.  Called in a PG_CATCH block; does not
  * return.
@@ -1468,7 +1494,7 @@ capture_pre_commit(void)
 	 * wake-up per transaction.  So by the time RaftpgSubmitWait() returns,
 	 * wait_for_majority() usually has nothing left to wait for.
 	 *
-	 * The origin_commits row is written while the worker proposes and the
+	 * The origin row is written while the worker proposes and the
 	 * followers persist, off the commit's critical path (its locks were
 	 * taken above, where a wait can still be cancelled).  It names this
 	 * transaction, not its entry (whose index we do not know yet); if it
@@ -1513,7 +1539,7 @@ capture_pre_commit(void)
 	committed_index = cap->proposed_index;
 
 	/*
-	 * The cluster has the changes durably, and the origin_commits row that
+	 * The cluster has the changes durably, and the origin row that
 	 * marks them applied here commits with them: if this commit record is
 	 * lost in a crash, so is that row, and the apply worker applies the
 	 * entry from the log.  So a transaction that wrote nothing else need

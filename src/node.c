@@ -727,6 +727,21 @@ node_snapshot_finish(void)
 }
 
 /*
+ * This node's local transactions so far committed into tables that are
+ * gone, or into another cluster's: should their entries come again (a node
+ * removed and added back replays its log), apply decides them by their
+ * origin rows, which went with the tables, not by the commit log
+ * (apply.c, "Origin rows").  Called with the lock held.
+ */
+static void
+node_forget_proposals(void)
+{
+	RaftpgShmem->own_rows_until = Max(RaftpgShmem->own_rows_until,
+									  RaftpgShmem->proposed_high);
+	RaftpgShmem->proposed_high = 0;
+}
+
+/*
  * If this server is a member, build the core from the tables.  Runs in a
  * transaction of its own; an error (a log that disagrees with its state
  * row) ends the worker with that error in the server log.
@@ -740,6 +755,7 @@ node_try_load(void)
 	raft_restore rs;
 	int			rc;
 	bool		member = false;
+	bool		resolved = false;
 	uint64		base = 0;
 	raft_term	base_term = 0;
 	raft_config base_config;
@@ -752,6 +768,7 @@ node_try_load(void)
 	pgstat_report_activity(STATE_RUNNING, "raftpg: loading the log");
 	if (StorageResolve())
 	{
+		resolved = true;
 		raft_config_free(&state.snapshot_config);
 		raft_config_free(&state.contacts);
 		StorageReadState(&state);
@@ -811,6 +828,21 @@ node_try_load(void)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
+	/*
+	 * No entry of an earlier incarnation of this server is of a later term
+	 * than the one it finds on its first load (apply.c, "Origin rows").
+	 */
+	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+	if (resolved && state.node_id != 0 &&
+		(!RaftpgShmem->start_term_known ||
+		 RaftpgShmem->start_cluster_id != (uint64) state.cluster_id))
+	{
+		RaftpgShmem->start_term = (uint64) state.hs.term;
+		RaftpgShmem->start_cluster_id = (uint64) state.cluster_id;
+		RaftpgShmem->start_term_known = true;
+	}
+	LWLockRelease(&RaftpgShmem->lock);
+
 	if (!member)
 		return;
 
@@ -838,6 +870,7 @@ node_try_load(void)
 		RaftpgShmem->fenced_term = 0;
 		RaftpgShmem->seq_ready_term = 0;
 		RaftpgShmem->ready_term = 0;
+		node_forget_proposals();
 	}
 	RaftpgShmem->cluster_id = (uint64) state.cluster_id;
 	RaftpgShmem->status.node_id = (uint64) state.node_id;
@@ -901,6 +934,7 @@ node_check_tables(void)
 	last_config_index = 0;
 	LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 	RaftpgShmem->cluster_id = 0;
+	node_forget_proposals();
 	RaftpgShmem->applied_index = 0;
 	RaftpgShmem->apply_wake_at = 0;
 	RaftpgShmem->status.applied_index = 0;
@@ -1152,6 +1186,8 @@ settle_slot(const RaftpgRequest *req, uint64 last)
 		if (last == 0)
 			slot->state = RAFTPG_SLOT_PROPOSING;
 	}
+	/* whatever the slot: the backend may still commit (apply.c) */
+	RaftpgShmem->proposed_high = Max(RaftpgShmem->proposed_high, last);
 	LWLockRelease(&RaftpgShmem->lock);
 }
 

@@ -332,6 +332,7 @@ rp_shmem_startup(void)
 		RaftpgShmem->status.role = RAFTPG_ROLE_UNCONFIGURED;
 		RaftpgShmem->n_replies = MaxBackends;
 		RaftpgShmem->next_seq = 1;
+		pg_atomic_init_u32(&RaftpgShmem->origin_gen, 0);
 		if (!pg_strong_random(&RaftpgShmem->incarnation,
 							  sizeof(RaftpgShmem->incarnation)))
 			ereport(FATAL,

@@ -261,6 +261,22 @@ typedef struct RaftpgShared
 	 * raftpg.origin_commits (capture.c, apply.c).
 	 */
 	uint64		incarnation;
+
+	/*
+	 * Origin rows (apply.c, "Origin rows"): origin_gen says which of
+	 * raftpg.origin_commits_0 and _1 local transactions insert into; only
+	 * the apply worker changes it, and it is read without the lock.
+	 * proposed_high is the last log index the node worker handed to a local
+	 * transaction in this incarnation; start_term the node's term when its
+	 * worker first loaded its state as a member of cluster start_cluster_id
+	 * in this incarnation.
+	 */
+	pg_atomic_uint32 origin_gen;
+	uint64		proposed_high;
+	uint64		own_rows_until; /* set by snapshot installs (apply.c) */
+	uint64		start_term;
+	uint64		start_cluster_id;
+	bool		start_term_known;
 	RaftpgNodeStatus status;
 	RaftpgStats stats;
 	int			n_members;

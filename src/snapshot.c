@@ -27,7 +27,7 @@
  *		 (they stay as local tables, rows and all), create those missing,
  *		 re-create those defined otherwise, truncate them all and COPY the
  *		 source's rows into them, set the sequences' fences, and replace
- *		 raftpg.origin_commits.
+ *		 all origin rows here with the source's.
  *
  * Then the node worker drops the log up to the snapshot's index in a
  * transaction of its own (StorageInstallSnapshot()) and tells the core.  A
@@ -39,8 +39,10 @@
  * changes into the tables itself, once the cluster committed its entries
  * and before the source's apply worker passes them (apply.c).  So the
  * source's tables may hold, beyond its applied index, the changes of some
- * later entries: exactly those whose raftpg.origin_commits rows are
- * visible in the same snapshot.  Their rows come along, and apply_state
+ * later entries: exactly those whose transactions' rows in
+ * raftpg.origin_commits are visible in the same snapshot (it holds rows of
+ * earlier ones too, until a TRUNCATE removes them; the copy locks the two
+ * tables against that).  Their rows come along, and apply_state
  * here names the source and its commit index as read after the snapshot
  * was taken (import_node, import_until): apply skips those entries here
  * as the source would (apply.c, origin_committed()).
@@ -340,16 +342,18 @@ begin_source_snapshot(PGconn *conn, const char *name, PGresult **state)
 
 		source_command(conn, name,
 					   "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-		if (PQntuples(before) > 0)
-		{
-			initStringInfo(&lock);
-			appendStringInfoString(&lock, "LOCK TABLE ");
-			for (i = 0; i < PQntuples(before); i++)
-				appendStringInfo(&lock, "%s%s", i > 0 ? ", " : "",
-								 PQgetvalue(before, i, 0));
-			appendStringInfoString(&lock, " IN ACCESS SHARE MODE");
-			source_command(conn, name, lock.data);
-		}
+		/*
+		 * The origin tables too: their rows go by TRUNCATE (apply.c, "Origin
+		 * rows"), which a snapshot taken before it would not survive.
+		 */
+		initStringInfo(&lock);
+		appendStringInfoString(&lock,
+							   "LOCK TABLE raftpg.origin_commits_0, raftpg.origin_commits_1");
+		for (i = 0; i < PQntuples(before); i++)
+			appendStringInfo(&lock, ", %s", PQgetvalue(before, i, 0));
+		appendStringInfoString(&lock, " IN ACCESS SHARE MODE");
+		source_command(conn, name, lock.data);
+		pfree(lock.data);
 		/* the first query that takes the transaction's snapshot */
 		*state = source_exec(conn, name,
 							 "SELECT a.applied_index, a.applied_term, a.config, s.node_id, "
@@ -400,7 +404,12 @@ truncate_tables(List *tables)
 	CommandCounterIncrement();
 }
 
-/* replace raftpg.origin_commits with the source's rows */
+/*
+ * Replace the origin rows here with the source's, put into the origin
+ * table that is current (apply.c, "Origin rows"): the changes of the
+ * transactions this node committed are gone with the copy, so that their
+ * entries after the snapshot must be applied.
+ */
 static void
 replace_origin_rows(PGresult *origins)
 {
@@ -408,6 +417,7 @@ replace_origin_rows(PGresult *origins)
 	StringInfoData fxid;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
+	char		query[256];
 	int			i;
 
 	initStringInfo(&inc);
@@ -423,12 +433,15 @@ replace_origin_rows(PGresult *origins)
 	appendStringInfoChar(&fxid, '}');
 	values[0] = CStringGetTextDatum(inc.data);
 	values[1] = CStringGetTextDatum(fxid.data);
+	snprintf(query, sizeof(query),
+			 "INSERT INTO raftpg.origin_commits_%u "
+			 "SELECT * FROM unnest($1::bigint[], $2::bigint[])",
+			 pg_atomic_read_u32(&RaftpgShmem->origin_gen) & 1);
 	SPI_connect();
-	if (SPI_execute("DELETE FROM raftpg.origin_commits", false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("INSERT INTO raftpg.origin_commits "
-							  "SELECT * FROM unnest($1::bigint[], $2::bigint[])",
-							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "raftpg: could not replace raftpg.origin_commits");
+	if (SPI_execute("DELETE FROM raftpg.origin_commits_0", false, 0) != SPI_OK_DELETE ||
+		SPI_execute("DELETE FROM raftpg.origin_commits_1", false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args(query, 2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "raftpg: could not replace the origin rows with the source's");
 	SPI_finish();
 }
 
