@@ -1087,7 +1087,9 @@ def machine_facts():
     p = run(['git', '-C', TOP, 'rev-parse', '--short', 'HEAD'], check=False)
     rev = p.stdout.strip() if p.returncode == 0 else 'unknown'
     if rev != 'unknown':
-        d = run(['git', '-C', TOP, 'status', '--porcelain', '--untracked-files=no'],
+        # the reports of earlier runs are not the code measured
+        d = run(['git', '-C', TOP, 'status', '--porcelain', '--untracked-files=no',
+                 '--', '.', ':(exclude)test/bench/results'],
                 check=False)
         if d.stdout.strip():
             rev += ' (with uncommitted changes)'
