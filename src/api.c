@@ -607,6 +607,45 @@ raftpg_create_cluster(PG_FUNCTION_ARGS)
  * whom it must be able to answer before its log tells it about them.
  * ----------
  */
+/*
+ * The node worker may still run the node this server was before its
+ * extension was re-created: it looks at the tables once a second.  Until
+ * it lets go, it would answer the leader for the log it had -- and a node
+ * removed and added back gets its old id again, so the leader would
+ * believe it.  Have it look now, and wait.
+ */
+static void
+wait_worker_let_go(const char *name)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   raftpg_commit_timeout);
+
+	ConditionVariablePrepareToSleep(&RaftpgShmem->cv);
+	for (;;)
+	{
+		bool		held;
+		Latch	   *latch;
+
+		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
+		held = RaftpgShmem->cluster_id != 0;
+		if (held)
+			RaftpgShmem->check_tables = true;
+		latch = RaftpgShmem->worker_latch;
+		LWLockRelease(&RaftpgShmem->lock);
+		if (!held)
+			break;
+		if (RaftpgRemainingMs(deadline) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the node worker of node \"%s\" still runs its earlier membership", name),
+					 errhint("Check the server log of node \"%s\", and add it again.", name)));
+		if (latch)
+			SetLatch(latch);
+		wait_step(deadline, 100);
+	}
+	ConditionVariableCancelSleep();
+}
+
 PG_FUNCTION_INFO_V1(raftpg_prepare_join);
 
 Datum
@@ -646,6 +685,7 @@ raftpg_prepare_join(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid member list: %s", raft_strerror(rc))));
+	wait_worker_let_go(name);
 	st.node_id = node_id;
 	st.cluster_id = cluster_id;
 	/* until its log arrives, these are the members it can answer */

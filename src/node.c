@@ -122,6 +122,7 @@ static MemoryContext loop_cxt = NULL;
 static StringInfoData drain_buf;
 static TimestampTz next_tick = 0;
 static TimestampTz next_table_check = 0;
+static Oid	loaded_log_relid = InvalidOid;	/* the raftpg.log the core is of */
 static TimestampTz next_compact_check = 0;
 /* the snapshot request handed to the apply worker, 0 if none */
 static uint64 snap_waiting_seq = 0;
@@ -769,6 +770,7 @@ node_try_load(void)
 	if (StorageResolve())
 	{
 		resolved = true;
+		loaded_log_relid = StorageLogRelid();
 		raft_config_free(&state.snapshot_config);
 		raft_config_free(&state.contacts);
 		StorageReadState(&state);
@@ -898,8 +900,9 @@ node_check_tables(void)
 	bool		ok;
 	RaftpgStateRow st;
 
-	if (GetCurrentTimestamp() < next_table_check)
+	if (GetCurrentTimestamp() < next_table_check && !RaftpgShmem->check_tables)
 		return;
+	RaftpgShmem->check_tables = false;
 	next_table_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												   RAFTPG_TABLE_CHECK_MS);
 	StartTransactionCommand();
@@ -907,8 +910,13 @@ node_check_tables(void)
 	ok = StorageResolve();
 	if (ok)
 	{
+		/*
+		 * The same table: a re-created extension may hold the same node
+		 * and cluster again already (the node joined again at once).
+		 */
 		StorageReadState(&st);
-		ok = st.node_id == state.node_id && st.cluster_id == state.cluster_id;
+		ok = StorageLogRelid() == loaded_log_relid &&
+			st.node_id == state.node_id && st.cluster_id == state.cluster_id;
 		raft_config_free(&st.snapshot_config);
 		raft_config_free(&st.contacts);
 	}

@@ -337,6 +337,9 @@ typedef struct RaftpgShared
 	uint64		snap_done_seq;
 	bool		snap_ok;
 
+	/* look at the tables now, not at the next second (node.c) */
+	bool		check_tables;
+
 	/* fault injection, superuser only */
 	RaftpgFaultPoint fault_point;
 	int			fault_remaining;

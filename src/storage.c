@@ -171,6 +171,13 @@ StorageResolve(void)
 	return true;
 }
 
+/* raftpg.log as StorageResolve() last found it */
+Oid
+StorageLogRelid(void)
+{
+	return log_relid;
+}
+
 static int64
 datum_int8(Datum d, bool isnull)
 {

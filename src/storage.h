@@ -60,6 +60,7 @@ typedef struct StorageLogScan
 } StorageLogScan;
 
 extern bool StorageResolve(void);
+extern Oid StorageLogRelid(void);
 extern void StorageLogScanBegin(StorageLogScan *s, uint64 from, uint64 row_hint,
 								Snapshot snap);
 extern uint64 StorageLogScanRow(const StorageLogScan *s);

@@ -231,7 +231,7 @@ propose_config(raft *r, raft_config *nc, raft_index *index)
 		{
 			/* give back the prepared array: free only what it made */
 			for (i = 0; i < n_prs; i++)
-				if (progress_get(r, nprs[i].id) == NULL)
+				if (!progress_owns_ring(r, nprs[i].inflight))
 					raft_free(nprs[i].inflight);
 			raft_free(nprs);
 		}

@@ -55,12 +55,26 @@ progress_reset(raft *r, raft_progress *pr)
 	pr->in_count = 0;
 }
 
+/* is ring the inflight ring of one of r's progress entries? */
+bool
+progress_owns_ring(const raft *r, const raft_index *ring)
+{
+	size_t		i;
+
+	for (i = 0; i < r->n_prs; i++)
+		if (r->prs[i].inflight == ring)
+			return true;
+	return false;
+}
+
 /*
  * Build the progress array for configuration c (and a retiring server not
  * in it) without changing r: members that stay keep what is known of them
  * (their entries are copied, their inflight rings shared until
- * progress_install), new ones start afresh.  On RAFT_ENOMEM nothing
- * changed.
+ * progress_install), new ones start afresh -- and so does a server added
+ * back while it was still being told of its removal (it may have lost its
+ * log meanwhile, and an old match index would make the leader take its
+ * refusals for stale ones).  On RAFT_ENOMEM nothing changed.
  */
 int
 progress_prepare(raft *r, const raft_config *c, raft_id retiring,
@@ -89,6 +103,9 @@ progress_prepare(raft *r, const raft_config *c, raft_id retiring,
 		if (id == r->id)
 			continue;
 		old = progress_get(r, id);
+		if (old && i < c->n && c != &r->config &&
+			raft_config_index_of(&r->config, id) < 0)
+			old = NULL;			/* added back while it retired */
 		if (old)
 			nprs[n] = *old;
 		else
@@ -99,7 +116,7 @@ progress_prepare(raft *r, const raft_config *c, raft_id retiring,
 			if (nprs[n].inflight == NULL)
 			{
 				for (k = 0; k < n; k++)
-					if (progress_get(r, nprs[k].id) == NULL)
+					if (!progress_owns_ring(r, nprs[k].inflight))
 						raft_free(nprs[k].inflight);
 				raft_free(nprs);
 				return RAFT_ENOMEM;
@@ -125,7 +142,7 @@ progress_install(raft *r, raft_progress *nprs, size_t n)
 		bool		kept = false;
 
 		for (k = 0; k < n; k++)
-			if (nprs[k].id == r->prs[i].id)
+			if (nprs[k].inflight == r->prs[i].inflight)
 				kept = true;
 		if (!kept)
 			raft_free(r->prs[i].inflight);

@@ -237,6 +237,7 @@ extern int	progress_rebuild(raft *r);
 extern int	progress_prepare(raft *r, const raft_config *c, raft_id retiring,
 							 raft_progress **out, size_t *out_n);
 extern void progress_install(raft *r, raft_progress *nprs, size_t n);
+extern bool progress_owns_ring(const raft *r, const raft_index *ring);
 extern raft_progress *progress_get(raft *r, raft_id id);
 extern void progress_free_all(raft *r);
 extern void progress_reset(raft *r, raft_progress *pr);

@@ -13,7 +13,9 @@
 #  - kill -9 of the leader while its apply is held back: after the
 #    restart, its entries are applied by their rows (skipped where its own
 #    commit survived, applied where the crash lost it), the nodes end
-#    identical, and the rows of the old incarnation go too.
+#    identical, and the rows of the old incarnation go too;
+#  - a node that led, removed, its extension re-created and added back
+#    without a restart, applies its own old entries again.
 
 use strict;
 use warnings;
@@ -117,6 +119,35 @@ is($leader->safe_psql('postgres', 'SELECT count(*) FROM kv'), '100',
 ok(RaftpgTest::poll_true($leader,
 		'SELECT count(*) = 0 FROM raftpg.origin_commits', 120),
 	'the rows of its earlier incarnation go once a later term is applied');
+
+# ---- a node that led, removed and added back without a restart: its
+# own entries come again in the same incarnation, and its tables no longer
+# hold their changes -- they are applied (the commit log would say that
+# their transactions committed)
+my ($back) = grep { $_->name eq 'node3' } @nodes;
+$new_leader->safe_psql('postgres', q{SELECT raftpg.transfer_leadership('node3')});
+is(RaftpgTest::wait_leader(@nodes)->name, 'node3', 'node3 leads');
+insert_rows($back, 301, 20);
+$back->safe_psql('postgres', q{SELECT raftpg.transfer_leadership()});
+my $rest_leader = RaftpgTest::wait_leader(@nodes);
+isnt($rest_leader->name, 'node3', 'node3 handed over');
+$rest_leader->safe_psql('postgres', q{SELECT raftpg.remove_node('node3')});
+$back->poll_query_until('postgres', 'SELECT NOT voter FROM raftpg.status()')
+  or die 'node3 never learned of its removal';
+$back->safe_psql('postgres', q{
+	DROP EXTENSION raftpg CASCADE;
+	DROP TABLE kv;
+	CREATE EXTENSION raftpg;
+});
+$rest_leader->safe_psql('postgres',
+	"SELECT raftpg.add_node('node3', '" . RaftpgTest::conninfo($back) . "')");
+is( $rest_leader->safe_psql('postgres',
+		q{SELECT node_id FROM raftpg.nodes WHERE node_name = 'node3'}),
+	'3', 'node3 is back with its old node id');
+RaftpgTest::check_same($rest_leader, 'kv', 'k',
+	'node3 added back applied the entries it had made itself', @nodes);
+is($back->safe_psql('postgres', 'SELECT count(*) FROM kv WHERE k > 300'),
+	'20', 'node3 holds the 20 rows it wrote while it led');
 
 RaftpgTest::stop_nodes(@nodes);
 done_testing();

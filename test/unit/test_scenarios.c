@@ -29,7 +29,7 @@
  *						deliver (or drop) queued messages, printing them
  *	  stabilize [verbose=1]	process and deliver until quiet
  *	  cut A B			drop messages from A to B (one way); heal
- *	  crash N | restart N
+ *	  crash N | restart N | wipe N (restart with nothing, like a new server)
  *	  fail-persist N	the next persistence on N fails
  *	  inject from to text	send a raw message, fields in key=value form
  *	  status N | log N | applied N | reads N | msgs
@@ -816,6 +816,18 @@ run_command(const args *a)
 	}
 	else if (strcmp(c, "restart") == 0)
 		node_start(arg_num(a, 1));
+	else if (strcmp(c, "wipe") == 0)
+	{
+		/* the server loses all it had and starts again empty */
+		snode	   *s = &nodes[arg_num(a, 1)];
+
+		raft_destroy(s->r);
+		free_entry_copies(s->log, s->n_log);
+		free(s->log);
+		raft_config_free(&s->snap_config);
+		memset(s, 0, sizeof(*s));
+		node_start(arg_num(a, 1));
+	}
 	else if (strcmp(c, "compact") == 0)
 		compact(arg_num(a, 1), (raft_index) arg_num(a, 2));
 	else if (strcmp(c, "fail-persist") == 0)
