@@ -914,9 +914,11 @@ TransportDirectRead(void (*batch) (const char *data, uint32 len))
 		while (!end && got < DIRECT_READ_PER_PASS)
 		{
 			ssize_t		r;
+			size_t		room;
 
 			enlargeStringInfo(&c->in, 65536);
-			r = recv(c->fd, c->in.data + c->in.len, c->in.maxlen - c->in.len - 1, 0);
+			room = c->in.maxlen - c->in.len - 1;
+			r = recv(c->fd, c->in.data + c->in.len, room, 0);
 			if (r < 0)
 			{
 				if (errno == EINTR)
@@ -934,6 +936,9 @@ TransportDirectRead(void (*batch) (const char *data, uint32 len))
 			got += r;
 			if (!direct_messages(c, batch))
 				end = true;
+			/* less than there was room for: nothing is left to read now */
+			if ((size_t) r < room)
+				break;
 		}
 		if (end)
 			direct_close(i);
