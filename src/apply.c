@@ -487,16 +487,6 @@ apply_install_snapshot(void)
 		/* the order of apply_batch() */
 		LockRelationOid(state_relid, RowExclusiveLock);
 		tidcache_reset();
-		/*
-		 * The copy replaces the changes of this node's own transactions
-		 * committed so far: their entries after the snapshot are applied
-		 * again, by their rows, which it deletes ("Origin rows").  Set
-		 * before the commit, in case this worker does not live past it.
-		 */
-		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
-		RaftpgShmem->own_rows_until = Max(RaftpgShmem->own_rows_until,
-										  RaftpgShmem->proposed_high);
-		LWLockRelease(&RaftpgShmem->lock);
 		/* never older than what the tables hold now */
 		SnapshotCopy(name, conninfo, Max(min_index, applied_index), &res);
 		/* in memory that outlives the transaction, until it is taken over */
@@ -505,6 +495,13 @@ apply_install_snapshot(void)
 		batch_config_index = res.index;
 		import_node = res.import_node;
 		import_until = res.import_until;
+
+		/*
+		 * The copy replaced the changes of this node's own transactions
+		 * committed so far: their entries after the snapshot are applied
+		 * again, by their rows, which it deleted ("Origin rows").  Set
+		 * before the commit, in case this worker does not live past it.
+		 */
 		LWLockAcquire(&RaftpgShmem->lock, LW_EXCLUSIVE);
 		RaftpgShmem->own_rows_until = Max(RaftpgShmem->own_rows_until,
 										  RaftpgShmem->proposed_high);
@@ -601,27 +598,15 @@ static bool
 apply_resolve(void)
 {
 	Oid			nsp = get_namespace_oid("raftpg", true);
-	Relation	rel;
-	List	   *indexes;
-	int			i;
 
 	if (!OidIsValid(nsp))
 		return false;
-	origin_relid[0] = get_relname_relid("origin_commits_0", nsp);
-	origin_relid[1] = get_relname_relid("origin_commits_1", nsp);
 	state_relid = get_relname_relid("apply_state", nsp);
-	if (!StorageResolve() || !OidIsValid(origin_relid[0]) ||
-		!OidIsValid(origin_relid[1]) || !OidIsValid(state_relid))
+	if (!StorageResolve() || !OidIsValid(state_relid) ||
+		!StorageResolveOrigin(origin_relid, origin_index_relid))
 	{
 		state_relid = InvalidOid;
 		return false;
-	}
-	for (i = 0; i < 2; i++)
-	{
-		rel = table_open(origin_relid[i], AccessShareLock);
-		indexes = RelationGetIndexList(rel);
-		origin_index_relid[i] = linitial_oid(indexes);
-		table_close(rel, AccessShareLock);
 	}
 	return true;
 }
@@ -997,6 +982,23 @@ apply_batch(uint64 target)
  */
 
 /*
+ * Wait for the transaction of this incarnation with this xid to end, if it
+ * still runs; false if no transaction here ever had it.
+ */
+static bool
+xact_wait(FullTransactionId fxid)
+{
+	TransactionId xid = XidFromFullTransactionId(fxid);
+
+	if (!TransactionIdIsNormal(xid) ||
+		!FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()))
+		return false;
+	if (TransactionIdIsInProgress(xid))
+		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	return true;
+}
+
+/*
  * Has the transaction of this incarnation with this xid committed?  Waits
  * for it to end first, if it still runs.  *known is false if the commit
  * log no longer holds the xid (VACUUM truncated it).
@@ -1020,8 +1022,8 @@ xact_committed(FullTransactionId fxid, bool *known)
 		 * change while the transaction runs (it writes the commit log
 		 * before it leaves the process array): then wait, and look again.
 		 */
-		if (round > 0 && TransactionIdIsInProgress(xid))
-			XactLockTableWait(xid, NULL, NULL, XLTW_None);
+		if (round > 0)
+			(void) xact_wait(fxid);
 		/* as pg_xact_status() does: not past the commit log's truncation */
 		LWLockAcquire(XactTruncationLock, LW_SHARED);
 		*known = U64FromFullTransactionId(ReadNextFullTransactionId()) -
@@ -1079,7 +1081,6 @@ static bool
 origin_committed(uint64 index, uint64 incarnation, uint64 fxid_u64)
 {
 	FullTransactionId fxid = FullTransactionIdFromU64(fxid_u64);
-	TransactionId xid = XidFromFullTransactionId(fxid);
 
 	if (fxid_u64 == 0)
 		return false;			/* made by no local transaction */
@@ -1095,10 +1096,7 @@ origin_committed(uint64 index, uint64 incarnation, uint64 fxid_u64)
 				return committed;
 		}
 		/* the row tells; it commits with the transaction */
-		if (TransactionIdIsNormal(xid) &&
-			FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()) &&
-			TransactionIdIsInProgress(xid))
-			XactLockTableWait(xid, NULL, NULL, XLTW_None);
+		(void) xact_wait(fxid);
 	}
 
 	/*
@@ -1182,7 +1180,6 @@ origin_tick(void)
 		return;
 	LWLockAcquire(&RaftpgShmem->lock, LW_SHARED);
 	commits = RaftpgShmem->replicated_commits;
-	proposed = RaftpgShmem->proposed_high;
 	start_term = RaftpgShmem->start_term;
 	start_known = RaftpgShmem->start_term_known &&
 		RaftpgShmem->start_cluster_id == loaded_cluster_id;

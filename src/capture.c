@@ -107,6 +107,7 @@
 #include "raftpg.h"
 #include "capture.h"
 #include "changes.h"
+#include "storage.h"
 
 int			raftpg_max_entry_size = 1024 * 1024;
 
@@ -1204,7 +1205,6 @@ open_origin_commits(Relation *relp, Relation *idxp)
 	Oid			relid[2];
 	Oid			indexid[2];
 	uint32		gen;
-	int			i;
 
 	/*
 	 * Resolved into locals: opening a relation processes invalidations,
@@ -1212,27 +1212,10 @@ open_origin_commits(Relation *relp, Relation *idxp)
 	 */
 	memcpy(relid, origin_relid, sizeof(relid));
 	memcpy(indexid, origin_index_relid, sizeof(indexid));
-	for (i = 0; i < 2; i++)
-	{
-		if (!OidIsValid(relid[i]) || !OidIsValid(indexid[i]))
-		{
-			Oid			nsp = get_namespace_oid("raftpg", false);
-			char		name[NAMEDATALEN];
-			Relation	rel;
-			List	   *indexes;
-
-			snprintf(name, sizeof(name), "origin_commits_%d", i);
-			relid[i] = get_relname_relid(name, nsp);
-			if (!OidIsValid(relid[i]))
-				elog(ERROR, "table raftpg.%s is missing", name);
-			rel = table_open(relid[i], AccessShareLock);
-			indexes = RelationGetIndexList(rel);
-			if (list_length(indexes) != 1)
-				elog(ERROR, "table raftpg.%s must have exactly one index", name);
-			indexid[i] = linitial_oid(indexes);
-			table_close(rel, AccessShareLock);
-		}
-	}
+	if ((!OidIsValid(relid[0]) || !OidIsValid(relid[1]) ||
+		 !OidIsValid(indexid[0]) || !OidIsValid(indexid[1])) &&
+		!StorageResolveOrigin(relid, indexid))
+		elog(ERROR, "the tables raftpg.origin_commits_0 and _1 are missing");
 	for (;;)
 	{
 		gen = pg_atomic_read_u32(&RaftpgShmem->origin_gen) & 1;

@@ -171,6 +171,39 @@ StorageResolve(void)
 	return true;
 }
 
+/*
+ * raftpg.origin_commits_0 and _1 and their primary keys (apply.c, "Origin
+ * rows"); false if the extension is not there.
+ */
+bool
+StorageResolveOrigin(Oid relid[2], Oid indexid[2])
+{
+	Oid			nsp = get_namespace_oid("raftpg", true);
+	int			i;
+
+	for (i = 0; i < 2; i++)
+	{
+		char		name[NAMEDATALEN];
+		Relation	rel;
+		List	   *indexes;
+
+		snprintf(name, sizeof(name), "origin_commits_%d", i);
+		relid[i] = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+		if (!OidIsValid(relid[i]))
+			return false;
+		rel = table_open(relid[i], AccessShareLock);
+		indexes = RelationGetIndexList(rel);
+		if (list_length(indexes) != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("table raftpg.%s must have exactly one index, its primary key",
+							name)));
+		indexid[i] = linitial_oid(indexes);
+		table_close(rel, AccessShareLock);
+	}
+	return true;
+}
+
 /* raftpg.log as StorageResolve() last found it */
 Oid
 StorageLogRelid(void)

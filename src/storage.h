@@ -61,6 +61,7 @@ typedef struct StorageLogScan
 
 extern bool StorageResolve(void);
 extern Oid StorageLogRelid(void);
+extern bool StorageResolveOrigin(Oid relid[2], Oid indexid[2]);
 extern void StorageLogScanBegin(StorageLogScan *s, uint64 from, uint64 row_hint,
 								Snapshot snap);
 extern uint64 StorageLogScanRow(const StorageLogScan *s);
