@@ -203,6 +203,7 @@ CREATE FUNCTION raftpg.stats(
 	OUT replicated_commits_async bigint,
 	OUT applied_transactions bigint,
 	OUT worker_passes bigint,
+	OUT socket_reads_empty bigint,	-- reads of peers' sockets that found nothing
 	OUT entries_in_memory bigint,
 	OUT entries_fetched bigint,
 	OUT entries_compacted bigint,	-- deleted from raftpg.log

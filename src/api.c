@@ -1268,8 +1268,8 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	uint64		commits;
 	uint64		commits_async;
 	uint64		applied_entries;
-	Datum		values[21];
-	bool		nulls[21];
+	Datum		values[22];
+	bool		nulls[22];
 	int			i = 0;
 
 	RaftpgCheckPreloaded();
@@ -1299,6 +1299,7 @@ raftpg_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) commits_async);
 	values[i++] = Int64GetDatum((int64) applied_entries);
 	values[i++] = Int64GetDatum((int64) s.worker_passes);
+	values[i++] = Int64GetDatum((int64) s.socket_reads_empty);
 	values[i++] = Int64GetDatum((int64) s.entries_in_memory);
 	values[i++] = Int64GetDatum((int64) s.entries_fetched);
 	values[i++] = Int64GetDatum((int64) s.entries_compacted);

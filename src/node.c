@@ -990,8 +990,7 @@ wait_set_reusable(const TransportWait *w, int n)
 static void
 node_wait(void)
 {
-	WaitEvent	event;			/* which fired does not matter: the pass
-								 * looks at every connection */
+	WaitEvent	events[TRANSPORT_MAX_WAIT + 2];
 	TransportWait w[TRANSPORT_MAX_WAIT];
 	long		timeout;
 	TimestampTz now = GetCurrentTimestamp();
@@ -1013,12 +1012,12 @@ node_wait(void)
 	/*
 	 * Under load the latch is set again before the pass ends (messages and
 	 * requests keep arriving): go round at once, without even looking at
-	 * the wait set.  The peers' sockets are polled every pass anyway
-	 * (TransportPoll).
+	 * the wait set, and read every socket.
 	 */
 	if (MyLatch->is_set || timeout == 0)
 	{
 		ResetLatch(MyLatch);
+		TransportAllReadable();
 		return;
 	}
 
@@ -1046,7 +1045,20 @@ node_wait(void)
 		wait_n = n;
 	}
 
-	(void) WaitEventSetWait(wait_set, timeout, &event, 1, PG_WAIT_EXTENSION);
+	/*
+	 * The pass reads just the sockets the wait found readable: all of them
+	 * are in one answer, the latch's event too if it woke the wait.  (Set
+	 * just before the wait begins, the latch ends it without a look at the
+	 * sockets; one with data is then read on the next pass.)  Once a tick,
+	 * every socket is read anyway.
+	 */
+	n = WaitEventSetWait(wait_set, timeout, events, lengthof(events),
+						 PG_WAIT_EXTENSION);
+	for (i = 0; i < n; i++)
+		if (events[i].events & WL_SOCKET_READABLE)
+			TransportReadable(events[i].fd);
+	if (GetCurrentTimestamp() >= next_tick)
+		TransportAllReadable();
 	ResetLatch(MyLatch);
 }
 
@@ -1822,6 +1834,7 @@ node_publish(void)
 	}
 	else if (st.role != RAFT_LEADER)
 		RaftpgShmem->ready_term = 0;
+	stats.socket_reads_empty = TransportEmptyReads();
 	RaftpgShmem->stats = stats;
 	RaftpgShmem->stats.messages_dropped += RaftpgInbox->dropped;
 	RaftpgShmem->n_members = (int) c->n;

@@ -105,6 +105,8 @@ typedef struct RaftpgStats
 	uint64		persist_failures;	/* persistence transactions aborted */
 	uint64		append_rejects_received;	/* leader: refusals from peers */
 	uint64		worker_passes;	/* rounds of the node worker's event loop */
+	uint64		socket_reads_empty; /* reads of a peer's socket that found
+									 * nothing */
 	uint64		entries_in_memory;	/* the core's copy of the log, now */
 	uint64		entries_fetched;	/* read back from raftpg.log for peers */
 	uint64		entries_compacted;	/* deleted from raftpg.log */

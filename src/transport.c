@@ -146,11 +146,14 @@ typedef struct DirectConn
 	int			fd;
 	int			slot;
 	uint64		serial;
+	bool		readable;		/* read the socket this pass */
 	StringInfoData in;			/* bytes read, not yet a whole message */
 } DirectConn;
 
 static DirectConn direct_conns[RAFTPG_MAX_DIRECT];
 static int	n_direct = 0;
+static bool handoff_readable = true;
+static uint64 empty_reads = 0;	/* reads of the sockets that found nothing */
 
 /* a backend's hand-off: the slot it holds, or -1 */
 static int	my_direct_slot = -1;
@@ -426,6 +429,7 @@ peer_stream_started(TransportPeer *p)
 	}
 	PQclear(res);
 	p->state = PEER_READY;
+	p->readable = true;
 	p->backoff_ms = 0;
 	ereport(LOG,
 			(errmsg("raftpg: connected to node \"%s\"", p->name)));
@@ -529,6 +533,8 @@ peer_consume(TransportPeer *p)
 		r = PQgetCopyData(p->conn, &buf, 1);
 		if (buf)
 			PQfreemem(buf);
+		if (r == 0)
+			empty_reads++;
 		if (r >= 0)
 			return;				/* nothing, or data we do not expect */
 		if (r == -2)
@@ -649,12 +655,60 @@ TransportPoll(uint64 cluster_id)
 					peer_stream_started(p);
 				break;
 			case PEER_READY:
-				peer_consume(p);
+				if (p->readable)
+				{
+					p->readable = false;
+					peer_consume(p);
+				}
 				if (p->state == PEER_READY)
 					peer_flush(p);
 				break;
 		}
 	}
+}
+
+/*
+ * Which sockets a pass reads.  A read that finds nothing costs a system
+ * call like any other, and on most passes most sockets have nothing: a
+ * follower's pass reads the leader's stream, a leader's the stream of the
+ * one follower that answered.  So the node worker says which sockets its
+ * wait found readable (TransportReadable), or that it cannot tell
+ * (TransportAllReadable: it did not wait, or it is time for the periodic
+ * look at every socket), and the pass reads just those.  A socket newly
+ * taken or connected counts as readable.  Nothing is lost by skipping one:
+ * what it holds keeps it readable, so the next wait reports it at once.
+ */
+void
+TransportReadable(pgsocket sock)
+{
+	int			i;
+
+	for (i = 0; i < n_peers; i++)
+		if (peers[i].conn != NULL && PQsocket(peers[i].conn) == sock)
+			peers[i].readable = true;
+	if (sock == handoff_fds[0])
+		handoff_readable = true;
+	for (i = 0; i < n_direct; i++)
+		if (direct_conns[i].fd == sock)
+			direct_conns[i].readable = true;
+}
+
+uint64
+TransportEmptyReads(void)
+{
+	return empty_reads;
+}
+
+void
+TransportAllReadable(void)
+{
+	int			i;
+
+	for (i = 0; i < n_peers; i++)
+		peers[i].readable = true;
+	handoff_readable = true;
+	for (i = 0; i < n_direct; i++)
+		direct_conns[i].readable = true;
 }
 
 void
@@ -739,9 +793,12 @@ direct_close(int i)
 void
 TransportDirectAccept(uint64 cluster_id)
 {
-	if (handoff_fds[0] < 0)
+	bool		first = true;
+
+	if (handoff_fds[0] < 0 || !handoff_readable)
 		return;
-	for (;;)
+	handoff_readable = false;
+	for (;; first = false)
 	{
 		HandoffMsg	m;
 		struct iovec iov;
@@ -761,6 +818,8 @@ TransportDirectAccept(uint64 cluster_id)
 		{
 			if (errno == EINTR)
 				continue;
+			if (first)
+				empty_reads++;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				ereport(LOG,
 						(errcode_for_socket_access(),
@@ -837,6 +896,7 @@ TransportDirectAccept(uint64 cluster_id)
 		direct_conns[n_direct].fd = fd;
 		direct_conns[n_direct].slot = m.slot;
 		direct_conns[n_direct].serial = m.serial;
+		direct_conns[n_direct].readable = true;
 		n_direct++;
 	}
 }
@@ -911,7 +971,7 @@ TransportDirectRead(void (*batch) (const char *data, uint32 len))
 			direct_close(i);
 			continue;
 		}
-		while (!end && got < DIRECT_READ_PER_PASS)
+		while (c->readable && !end && got < DIRECT_READ_PER_PASS)
 		{
 			ssize_t		r;
 			size_t		room;
@@ -923,6 +983,8 @@ TransportDirectRead(void (*batch) (const char *data, uint32 len))
 			{
 				if (errno == EINTR)
 					continue;
+				if (got == 0)
+					empty_reads++;
 				if (errno != EAGAIN && errno != EWOULDBLOCK)
 					end = true;
 				break;
@@ -940,6 +1002,8 @@ TransportDirectRead(void (*batch) (const char *data, uint32 len))
 			if ((size_t) r < room)
 				break;
 		}
+		/* stopped at the cap: more is there, read it next pass */
+		c->readable = got >= DIRECT_READ_PER_PASS;
 		if (end)
 			direct_close(i);
 		else

@@ -39,6 +39,7 @@ typedef struct TransportPeer
 	int			backoff_ms;
 	bool		flush_pending;	/* libpq holds unsent output */
 	bool		stream_ended;	/* the peer ended the copy; its result is due */
+	bool		readable;		/* READY: read the socket this pass */
 	StringInfoData out;			/* messages queued for the next CopyData */
 	uint64		queued;
 	uint64		dropped;
@@ -76,6 +77,9 @@ extern void TransportDirectRead(void (*batch) (const char *data, uint32 len));
 extern void TransportDirectAccepting(bool on);
 extern void TransportDirectShutdown(void);
 extern void TransportPoll(uint64 cluster_id);
+extern void TransportReadable(pgsocket sock);
+extern void TransportAllReadable(void);
+extern uint64 TransportEmptyReads(void);
 extern void TransportShutdown(void);
 extern char *TransportCheckConninfo(const char *conninfo);
 extern PGconn *TransportConnectStart(const char *conninfo);

@@ -111,6 +111,26 @@ RaftpgTest::wait_applied($last, @nodes);
 is($n2->safe_psql('postgres', $direct_pids), $before,
 	'node2: the same backends still hand their streams to the node worker');
 
+# a pass of the node worker reads the sockets its wait found readable, not
+# every socket it has: one proposal after another, each member's passes
+# find nothing in few reads (reading every socket, each pass of every
+# member found nothing in three or more: the streams of the peers that
+# sent nothing, the connections to the peers, the hand-off socket)
+my $reads = q{SELECT worker_passes || '|' || socket_reads_empty FROM raftpg.stats};
+my %reads0 = map { $_->name => $_->safe_psql('postgres', $reads) } @nodes;
+$last = $n1->safe_psql('postgres',
+	join('', map { "SELECT raftpg.propose('one of many $_');\n" } 1 .. 200));
+RaftpgTest::wait_applied((split /\n/, $last)[-1], @nodes);
+for my $n (@nodes)
+{
+	my ($p0, $e0) = split /\|/, $reads0{ $n->name };
+	my ($p1, $e1) = split /\|/, $n->safe_psql('postgres', $reads);
+	my $per_pass = ($e1 - $e0) / ($p1 - $p0);
+	cmp_ok($per_pass, '<', 1,
+		$n->name . sprintf(': %.2f empty socket reads per pass (%d passes)',
+			$per_pass, $p1 - $p0));
+}
+
 # a stream read by the node worker ends with its backend, and the peer
 # reconnects; with raftpg.direct_receive off the new backends pass the
 # messages on themselves, and the cluster goes on committing through them
