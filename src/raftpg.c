@@ -128,11 +128,11 @@ _PG_init(void)
 	DefineCustomIntVariable("raftpg.apply_linger",
 							"How long the apply worker lets committed entries "
 							"gather into one batch under a light load.",
-							"A batch of fewer than 16 entries waits this long "
+							"A batch of fewer than 64 entries waits this long "
 							"after the last batch; not while anyone waits for "
 							"apply.  0 applies every commit at once.",
 							&raftpg_apply_linger,
-							5, 0, 10000,
+							20, 0, 10000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
