@@ -121,15 +121,19 @@
  * inserts on make demo).  Apply lags by the linger at most -- unless
  * someone waits for it: then it applies at once.
  *
- * The linger is 20 ms by default, not 5: at one client (some 2,000 commits
- * a second on make demo) a batch of about ten entries cost a follower's
- * apply worker 11-15 us per commit, one of about forty 6-7 us, and all the
- * processes of the three servers 490-496 us per commit instead of 519-545
- * (cpucat, 8 s runs of pgbench updates, the two settings taking turns).
+ * Why the linger is not longer, although it would save CPU: at one client
+ * (some 2,000 commits a second on make demo) 20 ms instead of 5 made a
+ * follower's apply worker spend 6-7 us per commit instead of 11-15.  But
+ * the versions a batch writes can be pruned only once it committed, and
+ * PostgreSQL prunes a page only when less than a tenth of it is free: a
+ * batch that adds more than that to one page (a hot row, a small table)
+ * spills to new pages.  With 20 ms, 400 updates of one row left a
+ * follower's copy of a one-page table three pages long
+ * (007_replicated_tables.pl).
  */
 #define APPLY_LINGER_ENTRIES	64
 
-int			raftpg_apply_linger = 20;
+int			raftpg_apply_linger = 5;
 
 static TimestampTz last_batch_end = 0;
 static bool lingered = false;	/* the next batch waited already */
