@@ -121,6 +121,7 @@ static RaftpgStateRow state;	/* raftpg.state as last committed */
 static MemoryContext loop_cxt = NULL;
 static StringInfoData drain_buf;
 static TimestampTz next_tick = 0;
+static TimestampTz next_sweep = 0;	/* when a pass reads every socket again */
 static TimestampTz next_table_check = 0;
 static Oid	loaded_log_relid = InvalidOid;	/* the raftpg.log the core is of */
 static TimestampTz next_compact_check = 0;
@@ -1018,6 +1019,7 @@ node_wait(void)
 	{
 		ResetLatch(MyLatch);
 		TransportAllReadable();
+		next_sweep = TimestampTzPlusMilliseconds(now, raftpg_heartbeat_interval);
 		return;
 	}
 
@@ -1049,16 +1051,21 @@ node_wait(void)
 	 * The pass reads just the sockets the wait found readable: all of them
 	 * are in one answer, the latch's event too if it woke the wait.  (Set
 	 * just before the wait begins, the latch ends it without a look at the
-	 * sockets; one with data is then read on the next pass.)  Once a tick,
-	 * every socket is read anyway.
+	 * sockets; one with data is then read on the next pass.)  Once per
+	 * heartbeat interval every socket is read anyway: libpq may hold input
+	 * it read while a send was blocked, which no wait reports.
 	 */
 	n = WaitEventSetWait(wait_set, timeout, events, lengthof(events),
 						 PG_WAIT_EXTENSION);
 	for (i = 0; i < n; i++)
 		if (events[i].events & WL_SOCKET_READABLE)
 			TransportReadable(events[i].fd);
-	if (GetCurrentTimestamp() >= next_tick)
+	now = GetCurrentTimestamp();
+	if (now >= next_sweep)
+	{
 		TransportAllReadable();
+		next_sweep = TimestampTzPlusMilliseconds(now, raftpg_heartbeat_interval);
+	}
 	ResetLatch(MyLatch);
 }
 

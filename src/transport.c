@@ -464,6 +464,9 @@ peer_flush(TransportPeer *p)
 		peer_disconnect(p, PQerrorMessage(p->conn));
 	else
 		p->flush_pending = (r == 1);
+	/* a send that could not finish may have read input: look at it */
+	if (r == 1)
+		p->readable = true;
 }
 
 /* send what is queued for every peer, one CopyData message each */
@@ -793,12 +796,12 @@ direct_close(int i)
 void
 TransportDirectAccept(uint64 cluster_id)
 {
-	bool		first = true;
+	bool		first = true;	/* nothing received yet */
 
 	if (handoff_fds[0] < 0 || !handoff_readable)
 		return;
 	handoff_readable = false;
-	for (;; first = false)
+	for (;;)
 	{
 		HandoffMsg	m;
 		struct iovec iov;
@@ -826,6 +829,7 @@ TransportDirectAccept(uint64 cluster_id)
 						 errmsg("raftpg could not receive a stream from a backend: %m")));
 			return;
 		}
+		first = false;
 		/* one descriptor is expected; close any other */
 		for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
 		{

@@ -113,9 +113,11 @@ is($n2->safe_psql('postgres', $direct_pids), $before,
 
 # a pass of the node worker reads the sockets its wait found readable, not
 # every socket it has: one proposal after another, each member's passes
-# find nothing in few reads (reading every socket, each pass of every
-# member found nothing in three or more: the streams of the peers that
-# sent nothing, the connections to the peers, the hand-off socket)
+# find nothing in few reads (0.05-0.07 per pass when this was written).
+# Reading every socket, each pass of every member found nothing in four:
+# the stream of the peer that sent nothing, the connections to the peers,
+# the hand-off socket.  Passes that read everything anyway (once per
+# heartbeat interval, or without a wait) stay well below that.
 my $reads = q{SELECT worker_passes || '|' || socket_reads_empty FROM raftpg.stats};
 my %reads0 = map { $_->name => $_->safe_psql('postgres', $reads) } @nodes;
 $last = $n1->safe_psql('postgres',
@@ -126,7 +128,7 @@ for my $n (@nodes)
 	my ($p0, $e0) = split /\|/, $reads0{ $n->name };
 	my ($p1, $e1) = split /\|/, $n->safe_psql('postgres', $reads);
 	my $per_pass = ($e1 - $e0) / ($p1 - $p0);
-	cmp_ok($per_pass, '<', 1,
+	cmp_ok($per_pass, '<', 2,
 		$n->name . sprintf(': %.2f empty socket reads per pass (%d passes)',
 			$per_pass, $p1 - $p0));
 }
