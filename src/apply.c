@@ -267,6 +267,7 @@ static int	n_batch_rels = 0;
 static int	max_batch_rels = 0;
 static MemoryContext batch_cxt = NULL;	/* the batch's relations live here */
 static uint64 batch_txns = 0;	/* transactions applied in this batch */
+static int	batch_entries = 0;	/* entries the batch may apply */
 static bool trigger_query_open = false;
 
 static void apply_detach_shmem(int code, Datum arg);
@@ -922,6 +923,7 @@ apply_batch(uint64 target)
 		 * drop waits for the batch, or the batch for the drop.
 		 */
 		LockRelationOid(state_relid, RowExclusiveLock);
+		batch_entries = (int) Min(target - applied_index, APPLY_BATCH_ENTRIES);
 		apply_entries(target, &done, &done_term, &done_row);
 		if (done > applied_index)
 			apply_save_state(done, done_term);
@@ -1652,8 +1654,12 @@ tidcache_find(ApplyRel *ar)
 		if (ItemPointerGetBlockNumber(&e->tid) >= ar->nblocks)
 			return false;
 	}
-	/* the update that follows stays on the page (HOT) only if it has room */
-	StoragePrunePage(ar->rel, ItemPointerGetBlockNumber(&e->tid));
+	/*
+	 * The update that follows stays on the page (HOT) only if it has room;
+	 * and so do the next ones of the batch, whose versions stay until it
+	 * commits: a page they could fill is pruned now.
+	 */
+	StoragePrunePage(ar->rel, &e->tid, batch_entries);
 	InitDirtySnapshot(dirty);
 	tuple.t_self = e->tid;
 	if (!heap_fetch(ar->rel, &dirty, &tuple, &buf, false))

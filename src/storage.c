@@ -940,16 +940,53 @@ encode_config_bytea(const raft_config *c)
 }
 
 /*
- * Prune a heap page as a scan or an index fetch would, for a reader that
- * goes to a row by its TID: the dead versions updates leave must go, or
- * the next update finds no room on the page and the table grows.  Before
- * the fetch: pruning moves the tuples on the page.
+ * Prune the page of the row at tid as a scan or an index fetch would, for
+ * a reader that goes to the row by its TID: the dead versions updates
+ * leave must go, or the next update finds no room on the page and the
+ * table grows.  Before the fetch: pruning moves the tuples on the page.
+ *
+ * heap_page_prune_opt() prunes a page only when less than a tenth of it
+ * (or the fill factor's reserve) is free, room enough for the next few
+ * transactions of one version each.  A caller whose transaction may add up
+ * to `versions' versions of the row -- removable only once it commits --
+ * asks for a prune while the page has less room than those take: it sets
+ * the hint heap_update() leaves on a page a new version did not fit on
+ * (PD_PAGE_FULL), on which heap_page_prune_opt() prunes whatever the free
+ * space, and which pruning clears.  Only if the page holds versions that
+ * may be removable already, which none of this transaction's are.  The
+ * page is read without a lock, as heap_page_prune_opt() reads it: the
+ * answer is an estimate, and only decides whether to prune.
  */
 void
-StoragePrunePage(Relation rel, BlockNumber blkno)
+StoragePrunePage(Relation rel, ItemPointer tid, int versions)
 {
-	Buffer		buf = ReadBuffer(rel, blkno);
+	Buffer		buf = ReadBuffer(rel, ItemPointerGetBlockNumber(tid));
+	Page		page = BufferGetPage(buf);
+	TransactionId prune_xid = ((PageHeader) page)->pd_prune_xid;
+	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
 
+	if (versions > 1 && !PageIsFull(page) &&
+		TransactionIdIsValid(prune_xid) &&
+		!TransactionIdIsCurrentTransactionId(prune_xid) &&
+		off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page) &&
+		ItemIdIsNormal(PageGetItemId(page, off)))
+	{
+		Size		need;
+		Size		free = PageGetHeapFreeSpace(page);
+
+		need = (MAXALIGN(ItemIdGetLength(PageGetItemId(page, off))) +
+				sizeof(ItemIdData)) * versions;
+		/* below its own threshold heap_page_prune_opt() needs no hint */
+		if (free < Min(need, BLCKSZ / 2) &&
+			free >= (Size) Max(RelationGetTargetPageFreeSpace(rel, HEAP_DEFAULT_FILLFACTOR),
+							   BLCKSZ / 10))
+		{
+			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+			PageSetFull(page);
+			MarkBufferDirtyHint(buf, true);
+			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		}
+	}
 	heap_page_prune_opt(rel, buf);
 	ReleaseBuffer(buf);
 }
@@ -975,7 +1012,7 @@ StorageFetchOnlyRow(Relation rel, ItemPointer hint, Snapshot snap,
 	if (ItemPointerIsValid(hint) &&
 		ItemPointerGetBlockNumber(hint) < RelationGetNumberOfBlocks(rel))
 	{
-		StoragePrunePage(rel, ItemPointerGetBlockNumber(hint));
+		StoragePrunePage(rel, hint, 1);
 		if (table_tuple_fetch_row_version(rel, hint, snap, slot))
 			return true;
 	}

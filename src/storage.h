@@ -68,7 +68,7 @@ extern uint64 StorageLogScanRow(const StorageLogScan *s);
 extern bool StorageLogScanNext(StorageLogScan *s, raft_entry *e);
 extern void StorageLogScanEnd(StorageLogScan *s);
 extern void StorageReadState(RaftpgStateRow *st);
-extern void StoragePrunePage(Relation rel, BlockNumber blkno);
+extern void StoragePrunePage(Relation rel, ItemPointer tid, int versions);
 extern bool StorageFetchOnlyRow(Relation rel, ItemPointer hint, Snapshot snap,
 								TupleTableSlot *slot);
 extern void StorageLoadLog(const RaftpgStateRow *st, uint64 keep_after,

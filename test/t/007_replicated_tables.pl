@@ -256,6 +256,25 @@ RaftpgTest::check_same($leader, 'public.tc', 'k, j', '400 updates of one row', @
 is($f->safe_psql('postgres', q{SELECT pg_relation_size('public.tc')}), '8192',
 	$f->name . ': ... and the table is still one page, as on the leader ('
 	  . $leader->safe_psql('postgres', q{SELECT pg_relation_size('public.tc')}) . ' bytes)');
+# ... also when one batch writes many of them: under load apply waits for
+# 64 entries, whose versions can be pruned only once the batch committed;
+# the page they go to is pruned before a batch that could fill it (here
+# the linger makes every batch 64 entries long, some 3 kB of versions of
+# one row, more than the tenth of a page PostgreSQL prunes at)
+$f->append_conf('postgresql.conf', "raftpg.apply_linger = '10s'\n");
+$f->reload;
+ok($f->poll_query_until('postgres', q{SELECT current_setting('raftpg.apply_linger')}, '10s'),
+	$f->name . ': raftpg.apply_linger is 10s');
+$leader->safe_psql('postgres',
+	join('', map { "UPDATE public.tc SET v = v + 1 WHERE k = 'k8' AND j = 8;\n" } 1 .. 640));
+my $batches = $leader->safe_psql('postgres', q{SELECT commit_index FROM raftpg.status()});
+is($f->safe_psql('postgres', "SELECT raftpg.wait_for_index($batches, '60s')"), 't',
+	$f->name . ': 640 more updates of one row applied');
+is($f->safe_psql('postgres', q{SELECT pg_relation_size('public.tc')}), '8192',
+	$f->name . ': ... in batches of 64, and the table is still one page');
+$f->append_conf('postgresql.conf', "raftpg.apply_linger = '5ms'\n");
+$f->reload;
+RaftpgTest::check_same($leader, 'public.tc', 'k, j', '640 updates of one row in long batches', @nodes);
 $leader->safe_psql('postgres', q{
 	UPDATE public.tc SET k = 'moved' WHERE k = 'k4';
 	UPDATE public.tc SET v = 100 WHERE k = 'moved';
