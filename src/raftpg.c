@@ -132,7 +132,7 @@ _PG_init(void)
 							"after the last batch; not while anyone waits for "
 							"apply.  0 applies every commit at once.",
 							&raftpg_apply_linger,
-							5, 0, 10000,
+							20, 0, 10000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
