@@ -972,6 +972,14 @@ static int	wait_n = 0;
 static TransportWait wait_socks[TRANSPORT_MAX_WAIT];	/* as the set has them */
 static int	wait_pos[TRANSPORT_MAX_WAIT];
 
+/* the next pass reads every socket, and the next sweep is due an interval on */
+static void
+node_read_every_socket(TimestampTz now)
+{
+	TransportAllReadable();
+	next_sweep = TimestampTzPlusMilliseconds(now, raftpg_heartbeat_interval);
+}
+
 static bool
 wait_set_reusable(const TransportWait *w, int n)
 {
@@ -1018,8 +1026,7 @@ node_wait(void)
 	if (MyLatch->is_set || timeout == 0)
 	{
 		ResetLatch(MyLatch);
-		TransportAllReadable();
-		next_sweep = TimestampTzPlusMilliseconds(now, raftpg_heartbeat_interval);
+		node_read_every_socket(now);
 		return;
 	}
 
@@ -1062,10 +1069,7 @@ node_wait(void)
 			TransportReadable(events[i].fd);
 	now = GetCurrentTimestamp();
 	if (now >= next_sweep)
-	{
-		TransportAllReadable();
-		next_sweep = TimestampTzPlusMilliseconds(now, raftpg_heartbeat_interval);
-	}
+		node_read_every_socket(now);
 	ResetLatch(MyLatch);
 }
 

@@ -939,6 +939,32 @@ encode_config_bytea(const raft_config *c)
 	return b;
 }
 
+/* StoragePrunePage(): should the page be pruned below PostgreSQL's threshold? */
+static bool
+prune_below_threshold(Relation rel, Page page, OffsetNumber off, int versions)
+{
+	TransactionId prune_xid = ((PageHeader) page)->pd_prune_xid;
+	ItemId		lp;
+	Size		free;
+	Size		need;
+
+	if (versions <= 1 || PageIsFull(page) ||
+		!TransactionIdIsValid(prune_xid) ||
+		TransactionIdIsCurrentTransactionId(prune_xid) ||
+		off < FirstOffsetNumber || off > PageGetMaxOffsetNumber(page))
+		return false;
+	lp = PageGetItemId(page, off);
+	if (!ItemIdIsNormal(lp))
+		return false;
+	free = PageGetHeapFreeSpace(page);
+	need = Min((MAXALIGN(ItemIdGetLength(lp)) + sizeof(ItemIdData)) * versions,
+			   BLCKSZ / 2);
+	/* below its own threshold heap_page_prune_opt() needs no hint */
+	return free < need &&
+		free >= (Size) Max(RelationGetTargetPageFreeSpace(rel, HEAP_DEFAULT_FILLFACTOR),
+						   BLCKSZ / 10);
+}
+
 /*
  * Prune the page of the row at tid as a scan or an index fetch would, for
  * a reader that goes to the row by its TID: the dead versions updates
@@ -962,30 +988,14 @@ StoragePrunePage(Relation rel, ItemPointer tid, int versions)
 {
 	Buffer		buf = ReadBuffer(rel, ItemPointerGetBlockNumber(tid));
 	Page		page = BufferGetPage(buf);
-	TransactionId prune_xid = ((PageHeader) page)->pd_prune_xid;
-	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
 
-	if (versions > 1 && !PageIsFull(page) &&
-		TransactionIdIsValid(prune_xid) &&
-		!TransactionIdIsCurrentTransactionId(prune_xid) &&
-		off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page) &&
-		ItemIdIsNormal(PageGetItemId(page, off)))
+	if (prune_below_threshold(rel, page, ItemPointerGetOffsetNumber(tid),
+							  versions))
 	{
-		Size		need;
-		Size		free = PageGetHeapFreeSpace(page);
-
-		need = (MAXALIGN(ItemIdGetLength(PageGetItemId(page, off))) +
-				sizeof(ItemIdData)) * versions;
-		/* below its own threshold heap_page_prune_opt() needs no hint */
-		if (free < Min(need, BLCKSZ / 2) &&
-			free >= (Size) Max(RelationGetTargetPageFreeSpace(rel, HEAP_DEFAULT_FILLFACTOR),
-							   BLCKSZ / 10))
-		{
-			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-			PageSetFull(page);
-			MarkBufferDirtyHint(buf, true);
-			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-		}
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		PageSetFull(page);
+		MarkBufferDirtyHint(buf, true);
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 	}
 	heap_page_prune_opt(rel, buf);
 	ReleaseBuffer(buf);

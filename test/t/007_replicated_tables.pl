@@ -272,7 +272,7 @@ is($f->safe_psql('postgres', "SELECT raftpg.wait_for_index($batches, '60s')"), '
 	$f->name . ': 640 more updates of one row applied');
 is($f->safe_psql('postgres', q{SELECT pg_relation_size('public.tc')}), '8192',
 	$f->name . ': ... in batches of 64, and the table is still one page');
-$f->append_conf('postgresql.conf', "raftpg.apply_linger = '5ms'\n");
+$f->adjust_conf('postgresql.conf', 'raftpg.apply_linger', undef);
 $f->reload;
 RaftpgTest::check_same($leader, 'public.tc', 'k, j', '640 updates of one row in long batches', @nodes);
 $leader->safe_psql('postgres', q{

@@ -195,7 +195,7 @@ is( $f2->safe_psql('postgres',
 	'... so does a linearizable read of a write made during the linger');
 $elapsed = time() - $t0;
 cmp_ok($elapsed, '<', 3, "... at once too (${elapsed}s)");
-$f2->append_conf('postgresql.conf', "raftpg.apply_linger = '5ms'\n");
+$f2->adjust_conf('postgresql.conf', 'raftpg.apply_linger', undef);
 $f2->reload;
 
 # ---- a follower cut off from the others

@@ -79,7 +79,7 @@ for my $round (1 .. 2)
 			"round $round: with a 10 s apply linger, the new leader takes writes at once (${took}s)");
 		for my $n (@nodes)
 		{
-			$n->append_conf('postgresql.conf', "raftpg.apply_linger = '5ms'\n");
+			$n->adjust_conf('postgresql.conf', 'raftpg.apply_linger', undef);
 			$n->reload if $n != $old;
 		}
 	}
